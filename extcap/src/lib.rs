@@ -1,0 +1,1 @@
+//! Wireshark extcap support (see issue 5).

@@ -1,0 +1,95 @@
+//! Mirror of `sockdump-ebpf/include/sockdump_abi.h`.
+//!
+//! Hand-written, and held to the header by `tests/abi.rs`, which compiles the
+//! header with the host C compiler and compares every offset and constant.
+
+/// `SOCKDUMP_ABI_VERSION`
+pub const ABI_VERSION: u32 = 1;
+/// `SOCKDUMP_DATA_MAX`: the largest `--seg-size`.
+pub const DATA_MAX: u32 = 1 << 16;
+/// `SOCKDUMP_SEGS_MAX`: the largest `--segs-per-msg`.
+pub const SEGS_MAX: u32 = 64;
+/// `SOCKDUMP_PATH_MAX`: bytes in a `sun_path`.
+pub const PATH_MAX: usize = 108;
+/// `SOCKDUMP_COMM_LEN`
+pub const COMM_LEN: usize = 16;
+/// `SOCKDUMP_SCRATCH_SLOTS`: scratch buffers per CPU.
+pub const SCRATCH_SLOTS: u32 = 2;
+
+/// `enum sockdump_event_flag`
+pub mod flag {
+    pub const TRUNC_SIZE: u16 = 1 << 0;
+    pub const TRUNC_SEGS: u16 = 1 << 1;
+    pub const UNREADABLE: u16 = 1 << 2;
+    pub const PEER_IS_DEST: u16 = 1 << 3;
+}
+
+/// `enum sockdump_counter`: indexes of the per-CPU `counters` map.
+pub mod counter {
+    pub const LOST_RINGBUF: u32 = 0;
+    pub const LOST_MMSG: u32 = 1;
+    pub const LOST_INFLIGHT: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// `enum sockdump_sock_type`
+pub mod sock_type {
+    pub const STREAM: u16 = 1;
+    pub const DGRAM: u16 = 2;
+    pub const SEQPACKET: u16 = 5;
+}
+
+/// Where a field of `struct sockdump_event` lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub offset: usize,
+    pub size: usize,
+}
+
+const fn field(name: &'static str, offset: usize, size: usize) -> Field {
+    Field { name, offset, size }
+}
+
+/// Layout of `struct sockdump_event`; `captured` data bytes follow it.
+pub mod event {
+    use super::{field, Field, COMM_LEN, PATH_MAX};
+
+    pub const TIMESTAMP_NS: Field = field("timestamp_ns", 0, 8);
+    pub const SOCK_INO: Field = field("sock_ino", 8, 8);
+    pub const PEER_INO: Field = field("peer_ino", 16, 8);
+    pub const PID: Field = field("pid", 24, 4);
+    pub const TID: Field = field("tid", 28, 4);
+    pub const PEER_PID: Field = field("peer_pid", 32, 4);
+    pub const LEN: Field = field("len", 36, 4);
+    pub const CAPTURED: Field = field("captured", 40, 4);
+    pub const SOCK_TYPE: Field = field("sock_type", 44, 2);
+    pub const FLAGS: Field = field("flags", 46, 2);
+    pub const PATH_LEN: Field = field("path_len", 48, 1);
+    pub const PEER_PATH_LEN: Field = field("peer_path_len", 49, 1);
+    pub const COMM: Field = field("comm", 56, COMM_LEN);
+    pub const PATH: Field = field("path", 72, PATH_MAX);
+    pub const PEER_PATH: Field = field("peer_path", 180, PATH_MAX);
+
+    /// Every named field, in order.
+    pub const FIELDS: &[Field] = &[
+        TIMESTAMP_NS,
+        SOCK_INO,
+        PEER_INO,
+        PID,
+        TID,
+        PEER_PID,
+        LEN,
+        CAPTURED,
+        SOCK_TYPE,
+        FLAGS,
+        PATH_LEN,
+        PEER_PATH_LEN,
+        COMM,
+        PATH,
+        PEER_PATH,
+    ];
+
+    /// `sizeof(struct sockdump_event)`
+    pub const SIZE: usize = 288;
+}

@@ -1,0 +1,356 @@
+use std::fmt;
+
+use crate::abi::{self, event as layout, Field};
+
+/// Why a ring buffer record is not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte event header")]
+    TooShort { len: usize, need: usize },
+    #[error("record says {captured} data bytes follow but holds {available}")]
+    MissingData { captured: u32, available: usize },
+    #[error("record captured {captured} bytes of a {len}-byte message")]
+    CapturedBeyondLength { captured: u32, len: u32 },
+    #[error("socket name of {len} bytes is longer than sun_path")]
+    NameTooLong { len: u8 },
+}
+
+/// The kind of unix socket a message was sent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SockType {
+    Stream,
+    Dgram,
+    SeqPacket,
+    Other(u16),
+}
+
+impl SockType {
+    pub fn from_raw(raw: u16) -> Self {
+        match raw {
+            abi::sock_type::STREAM => Self::Stream,
+            abi::sock_type::DGRAM => Self::Dgram,
+            abi::sock_type::SEQPACKET => Self::SeqPacket,
+            other => Self::Other(other),
+        }
+    }
+
+    pub fn raw(self) -> u16 {
+        match self {
+            Self::Stream => abi::sock_type::STREAM,
+            Self::Dgram => abi::sock_type::DGRAM,
+            Self::SeqPacket => abi::sock_type::SEQPACKET,
+            Self::Other(raw) => raw,
+        }
+    }
+
+    /// The name `ss` and the socket(2) man page use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::Dgram => "dgram",
+            Self::SeqPacket => "seqpacket",
+            Self::Other(_) => "unknown",
+        }
+    }
+
+    /// Whether the socket keeps message boundaries.
+    pub fn is_datagram(self) -> bool {
+        matches!(self, Self::Dgram)
+    }
+}
+
+/// A unix socket's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketName<'a> {
+    /// Not bound: a socketpair end or an unbound client.
+    Unnamed,
+    /// A filesystem path, as the application spelled it.
+    Path(&'a [u8]),
+    /// An abstract name, without its leading NUL byte.
+    Abstract(&'a [u8]),
+}
+
+impl<'a> SocketName<'a> {
+    /// Decodes `sun_path` bytes: a leading NUL marks an abstract name, and a
+    /// filesystem path ends at its first NUL.
+    pub fn from_sun_path(bytes: &'a [u8]) -> Self {
+        match bytes.split_first() {
+            None => Self::Unnamed,
+            Some((0, name)) => Self::Abstract(name),
+            Some(_) => {
+                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                Self::Path(&bytes[..end])
+            }
+        }
+    }
+
+    pub fn is_named(&self) -> bool {
+        !matches!(self, Self::Unnamed)
+    }
+}
+
+/// Shown as `ss` does: a path, `@name` for abstract names (NUL bytes inside
+/// them as `@`), nothing for an unnamed socket.
+impl fmt::Display for SocketName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unnamed => Ok(()),
+            Self::Path(path) => f.write_str(&String::from_utf8_lossy(path)),
+            Self::Abstract(name) => {
+                f.write_str("@")?;
+                let shown: Vec<u8> = name
+                    .iter()
+                    .map(|&b| if b == 0 { b'@' } else { b })
+                    .collect();
+                f.write_str(&String::from_utf8_lossy(&shown))
+            }
+        }
+    }
+}
+
+/// `enum sockdump_event_flag` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct EventFlags(pub u16);
+
+impl EventFlags {
+    /// The message was longer than `--seg-size`.
+    pub fn truncated_size(self) -> bool {
+        self.0 & abi::flag::TRUNC_SIZE != 0
+    }
+    /// The message had more iovec segments than `--segs-per-msg`.
+    pub fn truncated_segs(self) -> bool {
+        self.0 & abi::flag::TRUNC_SEGS != 0
+    }
+    /// The bytes could not be read (splice, sendfile, or a failed read).
+    pub fn unreadable(self) -> bool {
+        self.0 & abi::flag::UNREADABLE != 0
+    }
+    /// `peer_path` is the destination of an unconnected send.
+    pub fn peer_is_dest(self) -> bool {
+        self.0 & abi::flag::PEER_IS_DEST != 0
+    }
+}
+
+/// One message a process sent on a unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// CLOCK_MONOTONIC nanoseconds when the send returned.
+    pub timestamp_ns: u64,
+    pub sock_ino: u64,
+    /// 0 when the socket has no peer (unconnected datagrams).
+    pub peer_ino: u64,
+    pub pid: u32,
+    pub tid: u32,
+    /// SO_PEERCRED pid of the sending socket; 0 when unknown.
+    pub peer_pid: u32,
+    /// Bytes the kernel accepted.
+    pub len: u32,
+    pub sock_type: SockType,
+    pub flags: EventFlags,
+    /// The sending thread's name, without trailing NULs.
+    pub comm: &'a [u8],
+    pub path: SocketName<'a>,
+    /// The peer's name, or the destination of an unconnected send.
+    pub peer_path: SocketName<'a>,
+    /// The first captured bytes of the message.
+    pub data: &'a [u8],
+}
+
+fn bytes_at(record: &[u8], field: Field) -> &[u8] {
+    &record[field.offset..field.offset + field.size]
+}
+
+fn u64_at(record: &[u8], field: Field) -> u64 {
+    let mut raw = [0; 8];
+    raw.copy_from_slice(bytes_at(record, field));
+    u64::from_ne_bytes(raw)
+}
+
+fn u32_at(record: &[u8], field: Field) -> u32 {
+    let mut raw = [0; 4];
+    raw.copy_from_slice(bytes_at(record, field));
+    u32::from_ne_bytes(raw)
+}
+
+fn u16_at(record: &[u8], field: Field) -> u16 {
+    let mut raw = [0; 2];
+    raw.copy_from_slice(bytes_at(record, field));
+    u16::from_ne_bytes(raw)
+}
+
+fn name_at<'a>(
+    record: &'a [u8],
+    field: Field,
+    len_field: Field,
+) -> Result<SocketName<'a>, DecodeError> {
+    let len = record[len_field.offset];
+    if usize::from(len) > field.size {
+        return Err(DecodeError::NameTooLong { len });
+    }
+    Ok(SocketName::from_sun_path(
+        &bytes_at(record, field)[..usize::from(len)],
+    ))
+}
+
+impl<'a> Event<'a> {
+    /// Decodes one ring buffer record (header, then `captured` data bytes).
+    pub fn parse(record: &'a [u8]) -> Result<Self, DecodeError> {
+        if record.len() < layout::SIZE {
+            return Err(DecodeError::TooShort {
+                len: record.len(),
+                need: layout::SIZE,
+            });
+        }
+        let len = u32_at(record, layout::LEN);
+        let captured = u32_at(record, layout::CAPTURED);
+        if captured > len {
+            return Err(DecodeError::CapturedBeyondLength { captured, len });
+        }
+        let available = record.len() - layout::SIZE;
+        let data = usize::try_from(captured)
+            .ok()
+            .and_then(|captured| record[layout::SIZE..].get(..captured))
+            .ok_or(DecodeError::MissingData {
+                captured,
+                available,
+            })?;
+        let comm = bytes_at(record, layout::COMM);
+        let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+
+        Ok(Self {
+            timestamp_ns: u64_at(record, layout::TIMESTAMP_NS),
+            sock_ino: u64_at(record, layout::SOCK_INO),
+            peer_ino: u64_at(record, layout::PEER_INO),
+            pid: u32_at(record, layout::PID),
+            tid: u32_at(record, layout::TID),
+            peer_pid: u32_at(record, layout::PEER_PID),
+            len,
+            sock_type: SockType::from_raw(u16_at(record, layout::SOCK_TYPE)),
+            flags: EventFlags(u16_at(record, layout::FLAGS)),
+            comm: &comm[..comm_end],
+            path: name_at(record, layout::PATH, layout::PATH_LEN)?,
+            peer_path: name_at(record, layout::PEER_PATH, layout::PEER_PATH_LEN)?,
+            data,
+        })
+    }
+
+    /// Whether fewer bytes were captured than sent.
+    pub fn is_truncated(&self) -> bool {
+        self.data.len() < self.len as usize
+    }
+
+    /// The name that identifies the conversation: the sender's own name when
+    /// it is bound, else its peer's (or destination's).
+    pub fn conversation_name(&self) -> SocketName<'a> {
+        if self.path.is_named() {
+            self.path
+        } else {
+            self.peer_path
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the eBPF side writes it.
+    pub(crate) fn record(path: &[u8], peer_path: &[u8], data: &[u8], len: u32) -> Vec<u8> {
+        let mut r = vec![0u8; layout::SIZE];
+        let mut put = |field: Field, bytes: &[u8]| {
+            r[field.offset..field.offset + bytes.len()].copy_from_slice(bytes)
+        };
+        put(layout::TIMESTAMP_NS, &123_456_789u64.to_ne_bytes());
+        put(layout::SOCK_INO, &1000u64.to_ne_bytes());
+        put(layout::PEER_INO, &1001u64.to_ne_bytes());
+        put(layout::PID, &42u32.to_ne_bytes());
+        put(layout::TID, &43u32.to_ne_bytes());
+        put(layout::PEER_PID, &7u32.to_ne_bytes());
+        put(layout::LEN, &len.to_ne_bytes());
+        put(layout::CAPTURED, &(data.len() as u32).to_ne_bytes());
+        put(layout::SOCK_TYPE, &abi::sock_type::STREAM.to_ne_bytes());
+        put(layout::FLAGS, &abi::flag::TRUNC_SIZE.to_ne_bytes());
+        put(layout::PATH_LEN, &[path.len() as u8]);
+        put(layout::PEER_PATH_LEN, &[peer_path.len() as u8]);
+        put(layout::COMM, b"curl\0\0\0\0\0\0\0\0\0\0\0\0");
+        put(layout::PATH, path);
+        put(layout::PEER_PATH, peer_path);
+        r.extend_from_slice(data);
+        r
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let r = record(b"/run/a.sock\0", b"\0abs\0x", b"GET /", 10);
+        let ev = Event::parse(&r).expect("valid record");
+        assert_eq!(ev.timestamp_ns, 123_456_789);
+        assert_eq!((ev.sock_ino, ev.peer_ino), (1000, 1001));
+        assert_eq!((ev.pid, ev.tid, ev.peer_pid), (42, 43, 7));
+        assert_eq!(ev.len, 10);
+        assert_eq!(ev.sock_type, SockType::Stream);
+        assert!(ev.flags.truncated_size() && !ev.flags.truncated_segs());
+        assert_eq!(ev.comm, b"curl");
+        assert_eq!(ev.path, SocketName::Path(b"/run/a.sock"));
+        assert_eq!(ev.peer_path, SocketName::Abstract(b"abs\0x"));
+        assert_eq!(ev.peer_path.to_string(), "@abs@x");
+        assert_eq!(ev.data, b"GET /");
+        assert!(ev.is_truncated());
+    }
+
+    #[test]
+    fn unnamed_sockets_have_no_name() {
+        let r = record(b"", b"", b"", 0);
+        let ev = Event::parse(&r).expect("valid record");
+        assert_eq!(ev.path, SocketName::Unnamed);
+        assert_eq!(ev.conversation_name(), SocketName::Unnamed);
+    }
+
+    #[test]
+    fn rejects_short_and_inconsistent_records() {
+        let r = record(b"/a", b"", b"abc", 3);
+        assert_eq!(
+            Event::parse(&r[..100]),
+            Err(DecodeError::TooShort {
+                len: 100,
+                need: layout::SIZE
+            })
+        );
+        assert_eq!(
+            Event::parse(&r[..r.len() - 1]),
+            Err(DecodeError::MissingData {
+                captured: 3,
+                available: 2
+            })
+        );
+        let r = record(b"/a", b"", b"abc", 2);
+        assert_eq!(
+            Event::parse(&r),
+            Err(DecodeError::CapturedBeyondLength {
+                captured: 3,
+                len: 2
+            })
+        );
+        let mut r = record(b"/a", b"", b"", 0);
+        r[layout::PATH_LEN.offset] = 200;
+        assert_eq!(Event::parse(&r), Err(DecodeError::NameTooLong { len: 200 }));
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        // A cheap deterministic sweep; the fuzz target covers the rest.
+        let base = record(b"/x", b"/y", b"0123456789", 10);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut r = base.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % r.len() as u64) as usize;
+                r[at] = (state >> 32) as u8;
+            }
+            let cut = (state >> 40) as usize % (r.len() + 1);
+            let _ = Event::parse(&r[..cut]);
+        }
+    }
+}

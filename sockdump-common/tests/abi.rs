@@ -1,0 +1,150 @@
+//! Holds `sockdump_common::abi` to the C header the eBPF programs are built
+//! with: compiles the header with the host C compiler, prints every offset and
+//! constant, and compares them with the Rust mirror.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sockdump_common::abi;
+
+fn header() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sockdump-ebpf/include/sockdump_abi.h")
+}
+
+/// Runs a C program that includes the header and prints `name value` lines.
+fn c_values(body: &str) -> BTreeMap<String, u64> {
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sockdump-abi-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("probe.c");
+    let program = dir.join("probe");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"{}\"\nint main(void) {{\n{body}\nreturn 0;\n}}\n",
+            header().display()
+        ),
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    assert!(
+        status.success(),
+        "the ABI header does not compile with {cc}"
+    );
+    let out = Command::new(&program).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once(' ').unwrap();
+            (name.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn print_value(name: &str, expr: &str) -> String {
+    format!("printf(\"{name} %llu\\n\", (unsigned long long)({expr}));\n")
+}
+
+#[test]
+fn event_fields_match_the_header() {
+    let mut body = print_value("size", "sizeof(struct sockdump_event)");
+    for f in abi::event::FIELDS {
+        body += &print_value(
+            &format!("{}.offset", f.name),
+            &format!("offsetof(struct sockdump_event, {})", f.name),
+        );
+        body += &print_value(
+            &format!("{}.size", f.name),
+            &format!("sizeof(((struct sockdump_event *)0)->{})", f.name),
+        );
+    }
+    let c = c_values(&body);
+    assert_eq!(
+        c["size"],
+        abi::event::SIZE as u64,
+        "sizeof(struct sockdump_event)"
+    );
+    for f in abi::event::FIELDS {
+        assert_eq!(
+            c[&format!("{}.offset", f.name)],
+            f.offset as u64,
+            "offset of {}",
+            f.name
+        );
+        assert_eq!(
+            c[&format!("{}.size", f.name)],
+            f.size as u64,
+            "size of {}",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn every_header_field_is_mirrored() {
+    // Field names of struct sockdump_event, read from the header text, so a
+    // field added in C without a Rust counterpart fails here.
+    let text = std::fs::read_to_string(header()).unwrap();
+    let start = text
+        .find("struct sockdump_event {")
+        .expect("struct in header");
+    let end = start + text[start..].find("};").unwrap();
+    let mirrored: Vec<&str> = abi::event::FIELDS.iter().map(|f| f.name).collect();
+    for line in text[start..end].lines().skip(1) {
+        let decl = line.split("/*").next().unwrap().trim();
+        let Some(decl) = decl.strip_suffix(';') else {
+            continue;
+        };
+        let name = decl.rsplit(' ').next().unwrap();
+        let name = name.split('[').next().unwrap();
+        if name.starts_with("pad") {
+            continue;
+        }
+        assert!(
+            mirrored.contains(&name),
+            "header field {name} is not in abi::event::FIELDS"
+        );
+    }
+}
+
+#[test]
+fn constants_match_the_header() {
+    let pairs: &[(&str, u64)] = &[
+        ("SOCKDUMP_ABI_VERSION", abi::ABI_VERSION.into()),
+        ("SOCKDUMP_DATA_MAX", abi::DATA_MAX.into()),
+        ("SOCKDUMP_SEGS_MAX", abi::SEGS_MAX.into()),
+        ("SOCKDUMP_PATH_MAX", abi::PATH_MAX as u64),
+        ("SOCKDUMP_COMM_LEN", abi::COMM_LEN as u64),
+        ("SOCKDUMP_SCRATCH_SLOTS", abi::SCRATCH_SLOTS.into()),
+        ("SOCKDUMP_F_TRUNC_SIZE", abi::flag::TRUNC_SIZE.into()),
+        ("SOCKDUMP_F_TRUNC_SEGS", abi::flag::TRUNC_SEGS.into()),
+        ("SOCKDUMP_F_UNREADABLE", abi::flag::UNREADABLE.into()),
+        ("SOCKDUMP_F_PEER_IS_DEST", abi::flag::PEER_IS_DEST.into()),
+        ("SOCKDUMP_LOST_RINGBUF", abi::counter::LOST_RINGBUF.into()),
+        ("SOCKDUMP_LOST_MMSG", abi::counter::LOST_MMSG.into()),
+        ("SOCKDUMP_LOST_INFLIGHT", abi::counter::LOST_INFLIGHT.into()),
+        ("SOCKDUMP_COUNTER_MAX", abi::counter::COUNT.into()),
+        ("SOCKDUMP_SOCK_STREAM", abi::sock_type::STREAM.into()),
+        ("SOCKDUMP_SOCK_DGRAM", abi::sock_type::DGRAM.into()),
+        ("SOCKDUMP_SOCK_SEQPACKET", abi::sock_type::SEQPACKET.into()),
+    ];
+    let body: String = pairs
+        .iter()
+        .map(|(name, _)| print_value(name, name))
+        .collect();
+    let c = c_values(&body);
+    for (name, rust) in pairs {
+        assert_eq!(c[*name], *rust, "{name}");
+    }
+}

@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The capture core shared by every hook family: filters, socket metadata, the
+ * copy of the sent bytes and the ring buffer record. A hook only says which
+ * socket is sending and where the bytes are (at entry), and how many the
+ * kernel accepted (at exit).
+ */
+#ifndef SOCKDUMP_CAPTURE_H
+#define SOCKDUMP_CAPTURE_H
+
+#include "compat.h"
+#include "sockdump_abi.h"
+
+/* Settings written by user space before load; the verifier sees them as
+ * constants, so a disabled filter costs nothing. */
+const volatile __u32 self_tgid = 0;
+const volatile __u32 filter_pid = 0;
+const volatile __u32 filter_comm_len = 0;
+const volatile char filter_comm[SOCKDUMP_COMM_LEN] = {};
+const volatile __u32 filter_path_len = 0;
+const volatile char filter_path[SOCKDUMP_PATH_MAX] = {};
+/* the socket file named by --sock, when it exists: matched whatever name
+ * the application used to bind or connect (relative, in a container) */
+const volatile __u64 filter_ino = 0;
+const volatile __u32 filter_dev = 0;
+const volatile __u32 seg_size = 51200;
+const volatile __u32 segs_per_msg = 10;
+
+/* fexit programs can be preempted (only migration is disabled), and the
+ * kernel only keeps one program from nesting with itself: each exit hook that
+ * may run concurrently on a CPU gets its own scratch slot. */
+enum scratch_slot {
+	SLOT_STREAM = 0,
+	SLOT_DGRAM = 1,
+};
+
+struct scratch {
+	struct sockdump_event event;
+	/* twice the copy size: lets the verifier bound `offset + length` */
+	__u8 data[2 * SOCKDUMP_DATA_MAX];
+};
+
+enum inflight_kind {
+	INFLIGHT_BUFFER = 0,  /* `buffer` describes the bytes */
+	INFLIGHT_MSGHDR = 1,  /* sendmsg(): buffer.base is the user msghdr */
+	INFLIGHT_MMSGHDR = 2, /* sendmmsg(): buffer.base is the user mmsghdr array */
+};
+
+/* What the entry of a send leaves for its exit, per thread. */
+struct inflight {
+	__u64 sock; /* struct socket * */
+	struct buffer_view buffer;
+	__u64 name; /* destination sockaddr_un of an unconnected send, 0 if none */
+	__u32 name_len;
+	__u8 name_in_user;
+	__u8 path_matched; /* --sock already matched the socket or its peer */
+	__u8 kind;         /* enum inflight_kind */
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* set by user space from --segs-in-buffer */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct scratch);
+	__uint(max_entries, 1); /* set by user space: possible CPUs * SOCKDUMP_SCRATCH_SLOTS */
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct inflight);
+	__uint(max_entries, 16384);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, SOCKDUMP_COUNTER_MAX);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 counter, __u64 n)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
+
+	if (value)
+		*value += n;
+}
+
+static __always_inline __u64 socket_ino(const struct socket *sock)
+{
+	if (!sock)
+		return 0;
+	return BPF_CORE_READ((const struct socket_alloc *)sock, vfs_inode.i_ino);
+}
+
+/* Copies the sun_path bytes of a bound socket; returns how many (0 = unnamed). */
+static __always_inline __u8 read_bound_name(const struct unix_address *addr, char *dst)
+{
+	__u32 len;
+
+	if (!addr)
+		return 0;
+	len = BPF_CORE_READ(addr, len);
+	if (len <= __builtin_offsetof(struct sockaddr_un, sun_path))
+		return 0;
+	len -= __builtin_offsetof(struct sockaddr_un, sun_path);
+	if (len > SOCKDUMP_PATH_MAX)
+		len = SOCKDUMP_PATH_MAX;
+	if (bpf_probe_read_kernel(dst, len & 0x7f, unix_address_sun_path(addr)))
+		return 0;
+	return len;
+}
+
+/* Copies the sun_path of a destination sockaddr_un given to sendto()/sendmsg(). */
+static __always_inline __u8 read_dest_name(__u64 name, __u32 name_len, bool in_user, char *dst)
+{
+	__u32 len;
+	const void *src = (const void *)(name + __builtin_offsetof(struct sockaddr_un, sun_path));
+
+	if (!name || name_len <= __builtin_offsetof(struct sockaddr_un, sun_path))
+		return 0;
+	len = name_len - __builtin_offsetof(struct sockaddr_un, sun_path);
+	if (len > SOCKDUMP_PATH_MAX)
+		len = SOCKDUMP_PATH_MAX;
+	if (in_user ? bpf_probe_read_user(dst, len & 0x7f, src)
+		    : bpf_probe_read_kernel(dst, len & 0x7f, src))
+		return 0;
+	return len;
+}
+
+static __always_inline bool name_has_prefix(const char *name, __u32 len)
+{
+	if (len < filter_path_len)
+		return false;
+	for (__u32 i = 0; i < SOCKDUMP_PATH_MAX; i++) {
+		if (i >= filter_path_len)
+			break;
+		if (name[i] != filter_path[i])
+			return false;
+	}
+	return true;
+}
+
+/* Is this unix socket the file --sock names (by inode, not by spelling)? */
+static __always_inline bool is_filter_file(const struct unix_sock *u)
+{
+	struct inode *inode;
+
+	if (!filter_ino || !u)
+		return false;
+	inode = BPF_CORE_READ(u, path.dentry, d_inode);
+	if (!inode)
+		return false;
+	return BPF_CORE_READ(inode, i_ino) == filter_ino &&
+	       BPF_CORE_READ(inode, i_sb, s_dev) == filter_dev;
+}
+
+static __always_inline bool socket_matches_path(const struct unix_sock *u, char *name_buf)
+{
+	__u8 len;
+
+	if (is_filter_file(u))
+		return true;
+	if (!filter_path_len)
+		return false;
+	len = read_bound_name(BPF_CORE_READ(u, addr), name_buf);
+	return name_has_prefix(name_buf, len);
+}
+
+static __always_inline bool comm_matches(void)
+{
+	char comm[SOCKDUMP_COMM_LEN];
+
+	if (!filter_comm_len)
+		return true;
+	bpf_get_current_comm(comm, sizeof(comm));
+	/* compare the terminating NUL too: --comm is an exact match */
+	for (__u32 i = 0; i < SOCKDUMP_COMM_LEN; i++) {
+		if (comm[i] != filter_comm[i])
+			return false;
+		if (i >= filter_comm_len)
+			break;
+	}
+	return true;
+}
+
+static __always_inline struct unix_sock *unix_sock_of(const struct socket *sock)
+{
+	/* struct unix_sock starts with struct sock: a CO-RE cast works on every
+	 * kernel, bpf_skc_to_unix_sock() only from 5.16 */
+	return (struct unix_sock *)BPF_CORE_READ(sock, sk);
+}
+
+/*
+ * The filters that can be decided when a send starts. Returns false to ignore
+ * the send; sets f->path_matched when --sock is already satisfied, otherwise
+ * the destination of an unconnected send decides at exit.
+ */
+static __always_inline bool send_wanted(const struct socket *sock, struct inflight *f)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct unix_sock *u, *peer;
+	char name[SOCKDUMP_PATH_MAX];
+
+	if (tgid == self_tgid)
+		return false;
+	if (!comm_matches())
+		return false;
+	u = unix_sock_of(sock);
+	if (filter_pid && tgid != filter_pid &&
+	    pid_nr(BPF_CORE_READ(&u->sk, sk_peer_pid)) != filter_pid)
+		return false;
+
+	f->path_matched = !filter_path_len && !filter_ino;
+	if (f->path_matched)
+		return true;
+	peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
+	f->path_matched = socket_matches_path(u, name) || socket_matches_path(peer, name);
+	/* with a peer, no destination address can change the answer */
+	return f->path_matched || !peer;
+}
+
+static __always_inline void remember_send(const struct inflight *f)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	if (bpf_map_update_elem(&inflight, &pid_tgid, f, BPF_ANY))
+		count(SOCKDUMP_LOST_INFLIGHT, 1);
+}
+
+/* Takes the thread's in-flight send out of the table into *f. */
+static __always_inline bool take_send(struct inflight *f)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct inflight *stored = bpf_map_lookup_elem(&inflight, &pid_tgid);
+
+	if (!stored)
+		return false;
+	*f = *stored;
+	bpf_map_delete_elem(&inflight, &pid_tgid);
+	return true;
+}
+
+static __always_inline long read_memory(void *dst, __u32 len, __u64 src, bool user)
+{
+	return user ? bpf_probe_read_user(dst, len, (const void *)src)
+		    : bpf_probe_read_kernel(dst, len, (const void *)src);
+}
+
+/* Bounds a copy of at most SOCKDUMP_DATA_MAX bytes for the verifier. */
+#define DATA_LEN(n) ((((n) - 1) & (SOCKDUMP_DATA_MAX - 1)) + 1)
+#define DATA_OFFSET(n) ((n) & (SOCKDUMP_DATA_MAX - 1))
+
+/* Copies up to `want` sent bytes into s->data; returns how many. */
+static __always_inline __u32 copy_sent_bytes(struct scratch *s, const struct buffer_view *b,
+					     __u64 want)
+{
+	struct sockdump_event *ev = &s->event;
+	bool iov_in_user = b->kind == BUFFER_USER_IOV_IN_USER;
+	bool data_in_user = b->kind != BUFFER_KERNEL_IOV;
+	__u64 skip = b->offset;
+	__u64 done = 0;
+
+	if (!want)
+		return 0;
+	if (b->kind == BUFFER_NONE) {
+		ev->flags |= SOCKDUMP_F_UNREADABLE;
+		return 0;
+	}
+	if (b->kind == BUFFER_USER) {
+		if (bpf_probe_read_user(s->data, DATA_LEN(want), (const void *)(b->base + skip))) {
+			ev->flags |= SOCKDUMP_F_UNREADABLE;
+			return 0;
+		}
+		return DATA_LEN(want);
+	}
+
+	for (__u32 i = 0; i < SOCKDUMP_SEGS_MAX; i++) {
+		struct iovec seg;
+		__u64 len;
+
+		if (done >= want || i >= b->nr_segs)
+			break;
+		if (i >= segs_per_msg) {
+			ev->flags |= SOCKDUMP_F_TRUNC_SEGS;
+			break;
+		}
+		if (read_memory(&seg, sizeof(seg), b->base + i * sizeof(seg), iov_in_user)) {
+			ev->flags |= SOCKDUMP_F_UNREADABLE;
+			break;
+		}
+		if (seg.iov_len <= skip) {
+			skip -= seg.iov_len;
+			continue;
+		}
+		len = seg.iov_len - skip;
+		if (len > want - done)
+			len = want - done;
+		if (read_memory(s->data + DATA_OFFSET(done), DATA_LEN(len),
+				(__u64)seg.iov_base + skip, data_in_user)) {
+			ev->flags |= SOCKDUMP_F_UNREADABLE;
+			break;
+		}
+		skip = 0;
+		done += DATA_LEN(len);
+	}
+	return done > SOCKDUMP_DATA_MAX ? SOCKDUMP_DATA_MAX : done;
+}
+
+/*
+ * The send described by *f returned `sent`: record it. Runs after the kernel
+ * copied the bytes, so they are mapped in and `sent` is exactly what was
+ * accepted; failed sends (sent <= 0) leave no record.
+ */
+static __always_inline void record_send(const struct inflight *f, __s64 sent, __u32 slot)
+{
+	__u32 key = bpf_get_smp_processor_id() * SOCKDUMP_SCRATCH_SLOTS + slot;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &key);
+	const struct socket *sock = (const void *)f->sock;
+	struct unix_sock *u, *peer;
+	struct sockdump_event *ev;
+	__u64 pid_tgid;
+	__u32 want;
+
+	if (sent <= 0 || !s)
+		return;
+	ev = &s->event;
+	u = unix_sock_of(sock);
+	peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
+
+	ev->flags = 0;
+	ev->path_len = read_bound_name(BPF_CORE_READ(u, addr), ev->path);
+	/* an address given to the send wins over the connected peer */
+	ev->peer_path_len = read_dest_name(f->name, f->name_len, f->name_in_user, ev->peer_path);
+	if (ev->peer_path_len) {
+		ev->flags |= SOCKDUMP_F_PEER_IS_DEST;
+		ev->peer_ino = 0;
+	} else if (peer) {
+		ev->peer_path_len = read_bound_name(BPF_CORE_READ(peer, addr), ev->peer_path);
+		ev->peer_ino = socket_ino(BPF_CORE_READ(&peer->sk, sk_socket));
+	} else {
+		ev->peer_ino = 0;
+	}
+	if (!f->path_matched && !is_filter_file(u) &&
+	    !name_has_prefix(ev->path, ev->path_len) &&
+	    !name_has_prefix(ev->peer_path, ev->peer_path_len))
+		return;
+
+	pid_tgid = bpf_get_current_pid_tgid();
+	ev->timestamp_ns = bpf_ktime_get_ns();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->peer_pid = pid_nr(BPF_CORE_READ(&u->sk, sk_peer_pid));
+	ev->sock_ino = socket_ino(sock);
+	ev->sock_type = BPF_CORE_READ(sock, type);
+	ev->len = sent;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+
+	want = sent;
+	if (want > seg_size) {
+		want = seg_size;
+		ev->flags |= SOCKDUMP_F_TRUNC_SIZE;
+	}
+	ev->captured = copy_sent_bytes(s, &f->buffer, want);
+
+	if (bpf_ringbuf_output(&events, s, sizeof(*ev) + (ev->captured & (2 * SOCKDUMP_DATA_MAX - 1)),
+			       0))
+		count(SOCKDUMP_LOST_RINGBUF, 1);
+}
+
+#endif

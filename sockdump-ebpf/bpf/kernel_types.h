@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The few kernel types sockdump reads, declared by hand instead of a generated
+ * vmlinux.h. Every struct carries preserve_access_index, so field offsets are
+ * CO-RE relocated against the running kernel's BTF: only the fields named here
+ * need to exist there, in any order, at any offset.
+ */
+#ifndef SOCKDUMP_KERNEL_TYPES_H
+#define SOCKDUMP_KERNEL_TYPES_H
+
+/* tell bpf_tracing.h that pt_regs uses the kernel's field names */
+#define __VMLINUX_H__
+
+typedef signed char __s8;
+typedef unsigned char __u8;
+typedef short __s16;
+typedef unsigned short __u16;
+typedef int __s32;
+typedef unsigned int __u32;
+typedef long long __s64;
+typedef unsigned long long __u64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+#define BPF_F_NO_PREALLOC (1U << 0)
+#define BPF_ANY 0
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct pt_regs {
+	unsigned long di, si, dx, cx, r8, r9, ax, sp, ip;
+};
+
+/* the iterator inside struct msghdr */
+enum iter_type {
+	ITER_IOVEC, /* values differ per kernel: always use bpf_core_enum_value */
+	ITER_KVEC,
+	ITER_UBUF,
+};
+
+struct iovec {
+	void *iov_base;
+	unsigned long iov_len;
+};
+
+struct iov_iter {
+	__u8 iter_type;
+	unsigned long iov_offset;
+	const struct iovec *__iov;
+	void *ubuf;
+	unsigned long count;
+	unsigned long nr_segs;
+};
+
+struct msghdr {
+	void *msg_name;
+	int msg_namelen;
+	struct iov_iter msg_iter;
+};
+
+struct sockaddr_un {
+	unsigned short sun_family;
+	char sun_path[108];
+};
+
+struct unix_address {
+	int len;
+	struct sockaddr_un name[];
+};
+
+struct upid {
+	int nr;
+};
+
+struct pid {
+	struct upid numbers[1];
+};
+
+struct super_block {
+	unsigned int s_dev;
+};
+
+struct inode {
+	unsigned short i_mode;
+	struct super_block *i_sb;
+	unsigned long i_ino;
+};
+
+struct dentry {
+	struct inode *d_inode;
+};
+
+struct path {
+	struct dentry *dentry;
+};
+
+struct sock_common {
+	unsigned short skc_family;
+};
+
+struct socket;
+
+struct sock {
+	struct sock_common __sk_common;
+	struct pid *sk_peer_pid;
+	struct socket *sk_socket;
+};
+
+struct unix_sock {
+	struct sock sk;
+	struct unix_address *addr;
+	struct path path;
+	struct sock *peer;
+};
+
+struct socket {
+	short type;
+	struct sock *sk;
+};
+
+struct socket_alloc {
+	struct socket socket;
+	struct inode vfs_inode;
+};
+
+struct file {
+	struct inode *f_inode;
+	void *private_data;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct task_struct {
+	struct files_struct *files;
+};
+
+#pragma clang attribute pop
+
+/* Syscall tracepoint records: stable layout, read directly (no CO-RE). */
+struct syscall_enter_args {
+	__u64 common;
+	__s32 syscall_nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct syscall_exit_args {
+	__u64 common;
+	__s32 syscall_nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+/* UAPI, read from user memory by the tracepoint path. */
+struct user_msghdr {
+	void *msg_name;
+	int msg_namelen;
+	struct iovec *msg_iov;
+	unsigned long msg_iovlen;
+	void *msg_control;
+	unsigned long msg_controllen;
+	unsigned int msg_flags;
+};
+
+struct mmsghdr {
+	struct user_msghdr msg_hdr;
+	unsigned int msg_len;
+};
+
+#define AF_UNIX 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+#endif

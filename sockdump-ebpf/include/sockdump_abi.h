@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * The kernel/user boundary of sockdump, defined once.
+ *
+ * The eBPF programs write these records into the ring buffer; the Rust decoder
+ * in sockdump-common mirrors them and a test there compares its offsets with
+ * this header (compiled by the host C compiler). Fixed-width types and explicit
+ * padding only, so both compilers agree on the layout.
+ */
+#ifndef SOCKDUMP_ABI_H
+#define SOCKDUMP_ABI_H
+
+#ifdef __BPF__
+/* vmlinux types already define the __uN names */
+#else
+#include <linux/types.h>
+#endif
+
+#define SOCKDUMP_ABI_VERSION 1
+
+/* Largest --seg-size: bytes of one message the kernel copies. A power of two. */
+#define SOCKDUMP_DATA_MAX (1u << 16)
+/* Largest --segs-per-msg: iovec segments of one message walked. */
+#define SOCKDUMP_SEGS_MAX 64u
+/* Scratch buffers per CPU: user space sizes the `scratch` map with it. */
+#define SOCKDUMP_SCRATCH_SLOTS 2
+/* sockdump_event.path and .peer_path: a sun_path, not NUL terminated. */
+#define SOCKDUMP_PATH_MAX 108
+#define SOCKDUMP_COMM_LEN 16
+
+/* sockdump_event.flags */
+enum sockdump_event_flag {
+	/* the message was longer than --seg-size */
+	SOCKDUMP_F_TRUNC_SIZE = 1 << 0,
+	/* the message had more iovec segments than --segs-per-msg */
+	SOCKDUMP_F_TRUNC_SEGS = 1 << 1,
+	/* the bytes are not in user or kernel virtual memory (splice, sendfile),
+	 * or reading them failed: captured stops where reading stopped */
+	SOCKDUMP_F_UNREADABLE = 1 << 2,
+	/* peer_path is the destination of an unconnected sendto()/sendmsg() */
+	SOCKDUMP_F_PEER_IS_DEST = 1 << 3,
+};
+
+/* Socket types, as in the kernel's enum sock_type (stable UAPI values). */
+enum sockdump_sock_type {
+	SOCKDUMP_SOCK_STREAM = 1,
+	SOCKDUMP_SOCK_DGRAM = 2,
+	SOCKDUMP_SOCK_SEQPACKET = 5,
+};
+
+/*
+ * One message a process sent on a unix socket. `captured` bytes of data follow
+ * the header in the same ring buffer record.
+ */
+struct sockdump_event {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC, when the send returned */
+	__u64 sock_ino;     /* inode of the sending socket (as in /proc/PID/fd) */
+	__u64 peer_ino;     /* inode of the peer socket, 0 if none */
+	__u32 pid;          /* sending process (tgid), in the initial pid namespace */
+	__u32 tid;          /* sending thread */
+	__u32 peer_pid;     /* SO_PEERCRED pid of the sending socket, 0 if unknown */
+	__u32 len;          /* bytes the kernel accepted */
+	__u32 captured;     /* bytes of data that follow, <= len */
+	__u16 sock_type;    /* enum sockdump_sock_type */
+	__u16 flags;        /* enum sockdump_event_flag */
+	__u8 path_len;      /* bytes used in path; 0 = unnamed */
+	__u8 peer_path_len; /* bytes used in peer_path; 0 = unnamed or no peer */
+	__u8 pad0[6];
+	char comm[SOCKDUMP_COMM_LEN];
+	/* sun_path bytes; path[0] == 0 marks an abstract name */
+	char path[SOCKDUMP_PATH_MAX];
+	char peer_path[SOCKDUMP_PATH_MAX];
+};
+
+/* Counters in the per-CPU `counters` map, summed by user space. */
+enum sockdump_counter {
+	/* messages dropped because the ring buffer was full */
+	SOCKDUMP_LOST_RINGBUF = 0,
+	/* messages of a sendmmsg() beyond what the tracepoint path walks */
+	SOCKDUMP_LOST_MMSG = 1,
+	/* sends not followed because the in-flight table was full */
+	SOCKDUMP_LOST_INFLIGHT = 2,
+	SOCKDUMP_COUNTER_MAX = 3,
+};
+
+_Static_assert(sizeof(struct sockdump_event) == 288, "sockdump_event size is ABI");
+_Static_assert(__builtin_offsetof(struct sockdump_event, comm) == 56, "comm offset is ABI");
+_Static_assert(sizeof(struct sockdump_event) % 8 == 0, "records stay 8-byte aligned");
+_Static_assert((SOCKDUMP_DATA_MAX & (SOCKDUMP_DATA_MAX - 1)) == 0, "data max is a power of two");
+
+#endif

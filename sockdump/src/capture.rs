@@ -1,0 +1,493 @@
+//! Loads the eBPF programs, attaches the first hook family the kernel allows,
+//! and hands out the ring buffer's raw records.
+
+use std::fmt;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{FEntry, FExit, KProbe, ProgramError, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use sockdump_common::abi;
+use sockdump_ebpf::{maps, programs};
+
+use crate::cli::HookChoice;
+use crate::system;
+
+/// A family of kernel hooks that can capture sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl Hook {
+    /// The order `--hook auto` tries them in: cheapest and most complete first.
+    pub const PREFERENCE: [Hook; 3] = [Hook::Fentry, Hook::Kprobe, Hook::Tracepoint];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Fentry => "fentry",
+            Hook::Kprobe => "kprobe",
+            Hook::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// What the hook attaches to, for the `listening` line.
+    pub fn attach_points(self) -> &'static str {
+        match self {
+            Hook::Fentry => "fentry/fexit unix_stream_sendmsg, unix_dgram_sendmsg",
+            Hook::Kprobe => "kprobe/kretprobe unix_stream_sendmsg, unix_dgram_sendmsg",
+            Hook::Tracepoint => "syscalls write, writev, sendto, sendmsg, sendmmsg",
+        }
+    }
+
+    fn candidates(choice: HookChoice) -> &'static [Hook] {
+        match choice {
+            HookChoice::Auto => &Hook::PREFERENCE,
+            HookChoice::Fentry => &[Hook::Fentry],
+            HookChoice::Kprobe => &[Hook::Kprobe],
+            HookChoice::Tracepoint => &[Hook::Tracepoint],
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The file an existing `--sock` path names, as the kernel identifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketFile {
+    pub ino: u64,
+    /// The kernel's `dev_t` (see [`system::kernel_dev`]).
+    pub dev: u32,
+}
+
+/// Which sends the kernel side keeps; everything else never leaves the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub pid: Option<u32>,
+    /// The thread name, at most 15 bytes.
+    pub comm: Option<Vec<u8>>,
+    /// `sun_path` prefix bytes; an abstract name starts with a NUL byte.
+    pub sock_prefix: Option<Vec<u8>>,
+    pub sock_file: Option<SocketFile>,
+}
+
+/// Everything the kernel side is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub filter: Filter,
+    pub seg_size: u32,
+    pub segs_per_msg: u32,
+    /// Ring buffer size in bytes: a power of two, a multiple of the page size.
+    pub ring_bytes: u32,
+    /// Show whole verifier logs instead of a summary.
+    pub verbose: bool,
+}
+
+/// Counters the kernel side keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub lost_ringbuf: u64,
+    pub lost_mmsg: u64,
+    pub lost_inflight: u64,
+}
+
+impl KernelCounters {
+    /// Messages that were sent and matched but never reached user space.
+    pub fn lost(&self) -> u64 {
+        self.lost_ringbuf + self.lost_mmsg + self.lost_inflight
+    }
+}
+
+/// A running capture: programs attached, records arriving in the ring buffer.
+pub struct Capture {
+    hook: Hook,
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Owns the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+}
+
+/// The settings' values in the layout the C globals have.
+struct Globals {
+    self_tgid: u32,
+    filter_pid: u32,
+    filter_comm_len: u32,
+    filter_comm: [u8; abi::COMM_LEN],
+    filter_path_len: u32,
+    filter_path: [u8; abi::PATH_MAX],
+    filter_ino: u64,
+    filter_dev: u32,
+}
+
+impl Globals {
+    fn new(filter: &Filter) -> Self {
+        let mut globals = Globals {
+            self_tgid: std::process::id(),
+            filter_pid: filter.pid.unwrap_or(0),
+            filter_comm_len: 0,
+            filter_comm: [0; abi::COMM_LEN],
+            filter_path_len: 0,
+            filter_path: [0; abi::PATH_MAX],
+            filter_ino: filter.sock_file.map_or(0, |f| f.ino),
+            filter_dev: filter.sock_file.map_or(0, |f| f.dev),
+        };
+        if let Some(comm) = &filter.comm {
+            let len = comm.len().min(abi::COMM_LEN - 1);
+            globals.filter_comm[..len].copy_from_slice(&comm[..len]);
+            globals.filter_comm_len = len as u32;
+        }
+        if let Some(prefix) = &filter.sock_prefix {
+            let len = prefix.len().min(abi::PATH_MAX);
+            globals.filter_path[..len].copy_from_slice(&prefix[..len]);
+            globals.filter_path_len = len as u32;
+        }
+        globals
+    }
+}
+
+/// Why one hook family could not be used.
+#[derive(Debug)]
+pub struct HookFailure {
+    pub hook: Hook,
+    pub reason: String,
+}
+
+impl Capture {
+    /// Loads and attaches per `choice`; `skipped` hears about every hook
+    /// family that was tried and refused before the one that worked.
+    pub fn start(
+        settings: &Settings,
+        choice: HookChoice,
+        mut skipped: impl FnMut(&HookFailure),
+    ) -> Result<Self> {
+        system::check_btf()?;
+        let btf = Btf::from_sys_fs()
+            .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
+        let nr_cpus = aya::util::nr_cpus()
+            .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
+        let scratch_entries = u32::try_from(nr_cpus)? * abi::SCRATCH_SLOTS;
+        let globals = Globals::new(&settings.filter);
+
+        let mut loader = EbpfLoader::new();
+        loader
+            .btf(Some(&btf))
+            .map_max_entries(maps::EVENTS, settings.ring_bytes)
+            .map_max_entries(maps::SCRATCH, scratch_entries)
+            .override_global("self_tgid", &globals.self_tgid, true)
+            .override_global("filter_pid", &globals.filter_pid, true)
+            .override_global("filter_comm_len", &globals.filter_comm_len, true)
+            .override_global("filter_comm", &globals.filter_comm, true)
+            .override_global("filter_path_len", &globals.filter_path_len, true)
+            .override_global("filter_path", &globals.filter_path, true)
+            .override_global("filter_ino", &globals.filter_ino, true)
+            .override_global("filter_dev", &globals.filter_dev, true)
+            .override_global("seg_size", &settings.seg_size, true)
+            .override_global("segs_per_msg", &settings.segs_per_msg, true);
+
+        let candidates = Hook::candidates(choice);
+        let mut failures = Vec::new();
+        for &hook in candidates {
+            let mut ebpf = loader
+                .load(sockdump_ebpf::object())
+                .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
+            match attach(&mut ebpf, hook, &btf, settings.verbose) {
+                Ok(()) => return Self::from_ebpf(ebpf, hook),
+                Err(reason) => {
+                    let failure = HookFailure { hook, reason };
+                    skipped(&failure);
+                    failures.push(failure);
+                }
+            }
+        }
+        Err(no_hook_error(choice, &failures))
+    }
+
+    fn from_ebpf(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
+        let ring = ebpf
+            .take_map(maps::EVENTS)
+            .context("eBPF object has no events map")?;
+        let counters = ebpf
+            .take_map(maps::COUNTERS)
+            .context("eBPF object has no counters map")?;
+        Ok(Capture {
+            hook,
+            ring: RingBuf::try_from(ring)?,
+            counters: PerCpuArray::try_from(counters)?,
+            _ebpf: ebpf,
+        })
+    }
+
+    pub fn hook(&self) -> Hook {
+        self.hook
+    }
+
+    /// Waits until records are ready or `timeout` passes; a signal ends the wait early.
+    pub fn wait(&self, timeout: Duration) -> Result<()> {
+        let mut fds = [PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(err) => Err(err).context("cannot poll the ring buffer"),
+        }
+    }
+
+    /// Passes every record waiting in the ring buffer to `handle`, oldest
+    /// first, until it returns false or the ring is empty.
+    pub fn drain(&mut self, mut handle: impl FnMut(&[u8]) -> bool) {
+        while let Some(record) = self.ring.next() {
+            if !handle(&record) {
+                break;
+            }
+        }
+    }
+
+    pub fn counters(&self) -> Result<KernelCounters> {
+        let read = |index: u32| -> Result<u64> {
+            let per_cpu = self
+                .counters
+                .get(&index, 0)
+                .context("cannot read the kernel counters")?;
+            Ok(per_cpu.iter().sum())
+        };
+        Ok(KernelCounters {
+            lost_ringbuf: read(abi::counter::LOST_RINGBUF)?,
+            lost_mmsg: read(abi::counter::LOST_MMSG)?,
+            lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
+        })
+    }
+}
+
+fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error {
+    let reasons: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.hook, f.reason))
+        .collect();
+    match choice {
+        HookChoice::Auto => anyhow!(
+            "no hook family works on this kernel ({})",
+            reasons.join("; ")
+        ),
+        _ => anyhow!(
+            "--hook {} is not available on this kernel: {}; try --hook auto",
+            failures.first().map_or("?", |f| f.hook.name()),
+            failures.first().map_or("", |f| f.reason.as_str())
+        ),
+    }
+}
+
+/// Loads and attaches one hook family's programs; the error says why the
+/// kernel refused, in a line.
+fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), String> {
+    let explain = |what: &str, err: ProgramError| explain_program_error(hook, what, err, verbose);
+    match hook {
+        Hook::Fentry => {
+            for (name, function, exit) in [
+                (programs::FENTRY_STREAM, programs::STREAM_SENDMSG, false),
+                (programs::FEXIT_STREAM, programs::STREAM_SENDMSG, true),
+                (programs::FENTRY_DGRAM, programs::DGRAM_SENDMSG, false),
+                (programs::FEXIT_DGRAM, programs::DGRAM_SENDMSG, true),
+            ] {
+                let program = program_mut(ebpf, name)?;
+                let attached = if exit {
+                    let p: &mut FExit = program
+                        .try_into()
+                        .map_err(|e: ProgramError| e.to_string())?;
+                    p.load(function, btf).and_then(|()| p.attach().map(drop))
+                } else {
+                    let p: &mut FEntry = program
+                        .try_into()
+                        .map_err(|e: ProgramError| e.to_string())?;
+                    p.load(function, btf).and_then(|()| p.attach().map(drop))
+                };
+                attached.map_err(|e| explain(function, e))?;
+            }
+        }
+        Hook::Kprobe => {
+            for name in [programs::KRETPROBE, programs::KPROBE] {
+                let p: &mut KProbe = program_mut(ebpf, name)?
+                    .try_into()
+                    .map_err(|e: ProgramError| e.to_string())?;
+                p.load().map_err(|e| explain(name, e))?;
+                for function in [programs::STREAM_SENDMSG, programs::DGRAM_SENDMSG] {
+                    p.attach(function, 0).map_err(|e| explain(function, e))?;
+                }
+            }
+        }
+        Hook::Tracepoint => {
+            system::ensure_tracefs().map_err(|e| format!("{e:#}"))?;
+            let p: &mut TracePoint = program_mut(ebpf, programs::TRACEPOINT_EXIT)?
+                .try_into()
+                .map_err(|e: ProgramError| e.to_string())?;
+            p.load()
+                .map_err(|e| explain(programs::TRACEPOINT_EXIT, e))?;
+            for tracepoint in programs::TRACEPOINT_EXITS {
+                p.attach("syscalls", tracepoint)
+                    .map_err(|e| explain(tracepoint, e))?;
+            }
+            for (name, tracepoint) in programs::TRACEPOINT_ENTERS {
+                let p: &mut TracePoint = program_mut(ebpf, name)?
+                    .try_into()
+                    .map_err(|e: ProgramError| e.to_string())?;
+                p.load().map_err(|e| explain(name, e))?;
+                p.attach("syscalls", tracepoint)
+                    .map_err(|e| explain(tracepoint, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> Result<&'a mut aya::programs::Program, String> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("eBPF object has no program {name}"))
+}
+
+/// The kernel's internal "operation not supported" (not in libc), which BPF
+/// returns for trampolines on unsupported functions.
+const ENOTSUPP: i32 = 524;
+
+/// One line for a refused program; the verifier's last words, or all of
+/// them when verbose.
+fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: bool) -> String {
+    match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let hint = match (hook, io_error.raw_os_error()) {
+                (Hook::Fentry, Some(libc::EPERM)) => {
+                    " (the kernel refuses BPF trampolines here, e.g. ftrace is locked down)"
+                }
+                (_, Some(libc::EPERM)) => " (missing privileges or a kernel lockdown)",
+                (Hook::Fentry, Some(ENOTSUPP | libc::EOPNOTSUPP | libc::EINVAL)) => {
+                    " (this kernel has no BPF trampolines for this architecture or function)"
+                }
+                _ => "",
+            };
+            if verbose && !log.trim().is_empty() {
+                format!("loading {what} failed: {io_error}{hint}; verifier log:\n{log}")
+            } else {
+                format!(
+                    "loading {what} failed: {io_error}{hint}{}",
+                    summarize_verifier_log(&log)
+                )
+            }
+        }
+        ProgramError::SyscallError(err) => {
+            let hint = match (hook, err.io_error.raw_os_error()) {
+                (Hook::Kprobe, Some(libc::ENOENT)) => {
+                    " (no kprobe support: CONFIG_KPROBES is off, or the function is not probeable)"
+                }
+                (Hook::Tracepoint, Some(libc::ENOENT)) => {
+                    " (no syscall tracepoints: CONFIG_FTRACE_SYSCALLS is off)"
+                }
+                _ => "",
+            };
+            format!(
+                "attaching to {what} failed: {} returned {}{hint}",
+                err.call, err.io_error
+            )
+        }
+        other => {
+            let mut text = format!("{what}: {other}");
+            let mut source = std::error::Error::source(&other);
+            while let Some(cause) = source {
+                text += &format!(": {cause}");
+                source = cause.source();
+            }
+            let hint = match hook {
+                Hook::Kprobe if text.contains("kprobe") || text.contains("No such file") => {
+                    " (no kprobe support: CONFIG_KPROBES is off)"
+                }
+                _ => "",
+            };
+            text + hint
+        }
+    }
+}
+
+/// The verifier's verdict is in the last lines of its log.
+fn summarize_verifier_log(log: &str) -> String {
+    let tail: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(3)
+        .collect();
+    if tail.is_empty() {
+        return String::new();
+    }
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!("; verifier: {} (-v shows the whole log)", tail.join(" | "))
+}
+
+/// The ring buffer size for `segs` messages of `seg_size` bytes plus headers,
+/// rounded up to a power of two as the kernel requires.
+pub fn ring_bytes(seg_size: u32, segs: u32) -> Result<u32> {
+    const MIN: u64 = 64 * 1024;
+    const MAX: u64 = 1 << 30;
+    let want = (u64::from(seg_size) + abi::event::SIZE as u64 + 8) * u64::from(segs);
+    let bytes = want.max(MIN).next_power_of_two();
+    if bytes > MAX {
+        anyhow::bail!(
+            "--segs-in-buffer {segs} with --seg-size {seg_size} needs a {} MiB ring buffer; the most is {} MiB",
+            bytes >> 20,
+            MAX >> 20
+        );
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_a_power_of_two_holding_the_messages() {
+        assert_eq!(ring_bytes(51200, 100).unwrap(), 8 << 20);
+        assert_eq!(ring_bytes(1, 1).unwrap(), 64 * 1024);
+        assert!(ring_bytes(65536, 100_000).is_err());
+    }
+
+    #[test]
+    fn verifier_summary_keeps_the_last_lines() {
+        let log =
+            "0: (b7) r0 = 0\n1: (95) exit\n\nR1 invalid mem access 'scalar'\nprocessed 2 insns\n";
+        assert_eq!(
+            summarize_verifier_log(log),
+            "; verifier: 1: (95) exit | R1 invalid mem access 'scalar' | processed 2 insns (-v shows the whole log)"
+        );
+        assert_eq!(summarize_verifier_log(""), "");
+    }
+
+    #[test]
+    fn globals_carry_the_filter() {
+        let filter = Filter {
+            pid: Some(7),
+            comm: Some(b"a-very-long-thread-name".to_vec()),
+            sock_prefix: Some(b"\0abs".to_vec()),
+            sock_file: Some(SocketFile { ino: 9, dev: 3 }),
+        };
+        let g = Globals::new(&filter);
+        assert_eq!(g.filter_pid, 7);
+        assert_eq!(g.filter_comm_len, 15);
+        assert_eq!(&g.filter_comm[..16], b"a-very-long-thr\0");
+        assert_eq!(g.filter_path_len, 4);
+        assert_eq!(&g.filter_path[..5], b"\0abs\0");
+        assert_eq!((g.filter_ino, g.filter_dev), (9, 3));
+        assert_eq!(g.self_tgid, std::process::id());
+    }
+}

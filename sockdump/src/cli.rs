@@ -1,0 +1,146 @@
+//! The command line: the original sockdump's options, plus what tcpdump users expect.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use sockdump_common::abi;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// offset, 16 bytes in hex, and their ASCII
+    Hex,
+    /// the bytes as they are
+    String,
+    /// every byte as \xNN
+    Hexstring,
+}
+
+/// Which kernel hooks capture the sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookChoice {
+    /// fentry, else kprobe, else tracepoint: the first the kernel allows
+    Auto,
+    /// fentry/fexit on unix_stream_sendmsg and unix_dgram_sendmsg
+    Fentry,
+    /// kprobe/kretprobe on the same functions
+    Kprobe,
+    /// the send syscalls' tracepoints (write, writev, sendto, sendmsg, sendmmsg)
+    Tracepoint,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  sockdump --sock /run/docker.sock --format string
+  sockdump --pid 1234 -c 10
+  sockdump --sock @/tmp/.X11-unix/X0      (abstract names start with @)
+
+Needs root, or CAP_BPF + CAP_PERFMON. Prints `listening ...` on stderr once
+capture is live, and `N packets captured, M lost` when it ends (Ctrl-C,
+SIGTERM or --count).";
+
+#[derive(Debug, Parser)]
+#[command(name = "sockdump", version, about = "Dump unix domain socket traffic", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Hex)]
+    pub format: Format,
+
+    /// Write to FILE instead of stdout (created with mode 0600: captures hold secrets)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Only messages sent by PID, or sent to it (its socket's SO_PEERCRED peer)
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+
+    /// Only sockets whose path, or whose peer's path, starts with PREFIX (`@name` for
+    /// abstract names). An existing socket file also matches however a process spelled it.
+    #[arg(long, value_name = "PREFIX")]
+    pub sock: Option<String>,
+
+    /// The socket path, as the original sockdump took it (same as --sock; a trailing * is ignored)
+    #[arg(value_name = "SOCK", conflicts_with = "sock")]
+    pub sock_positional: Option<String>,
+
+    /// Only messages sent by threads named NAME (exact; the kernel keeps 15 bytes)
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+
+    /// Bytes captured per message at most
+    #[arg(long, default_value_t = 51200, value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::DATA_MAX)))]
+    pub seg_size: u32,
+
+    /// iovec segments captured per message at most
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::SEGS_MAX)))]
+    pub segs_per_msg: u32,
+
+    /// Sizes the kernel ring buffer: room for this many messages of --seg-size
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub segs_in_buffer: u32,
+
+    /// Stop after N messages
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Kernel hooks to capture with
+    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
+    pub hook: HookChoice,
+
+    /// More detail: why hooks were skipped, full verifier logs, kernel counters
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Cli {
+    /// The --sock value (or the positional one), without a trailing `*`.
+    pub fn sock_prefix(&self) -> Option<&str> {
+        let sock = self.sock.as_deref().or(self.sock_positional.as_deref())?;
+        Some(sock.strip_suffix('*').unwrap_or(sock))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sockdump").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_original_tools() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.format, Format::Hex);
+        assert_eq!(
+            (cli.seg_size, cli.segs_per_msg, cli.segs_in_buffer),
+            (51200, 10, 100)
+        );
+        assert_eq!(cli.hook, HookChoice::Auto);
+        assert!(cli.output.is_none() && cli.sock_prefix().is_none());
+    }
+
+    #[test]
+    fn rejects_out_of_range_sizes() {
+        assert!(parse(&["--seg-size", "0"]).is_err());
+        assert!(parse(&["--seg-size", "65537"]).is_err());
+        assert!(parse(&["--seg-size", "65536"]).is_ok());
+        assert!(parse(&["--segs-per-msg", "0"]).is_err());
+        assert!(parse(&["--segs-per-msg", "65"]).is_err());
+        assert!(parse(&["--format", "xml"]).is_err());
+        assert!(parse(&["--pid", "0"]).is_err());
+        assert!(parse(&["-c", "0"]).is_err());
+    }
+
+    #[test]
+    fn positional_socket_is_the_original_syntax() {
+        assert_eq!(
+            parse(&["/run/docker.sock*"]).unwrap().sock_prefix(),
+            Some("/run/docker.sock")
+        );
+        assert_eq!(
+            parse(&["--sock", "@abs"]).unwrap().sock_prefix(),
+            Some("@abs")
+        );
+        assert!(parse(&["--sock", "/a", "/b"]).is_err());
+    }
+}

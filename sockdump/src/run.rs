@@ -1,0 +1,252 @@
+//! The command line's job: options → capture → sink, until stopped.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sockdump_common::{abi, Event};
+
+use crate::capture::{self, Capture, Filter, KernelCounters, Settings, SocketFile};
+use crate::cli::Cli;
+use crate::clock::{WallClock, Zone};
+use crate::output::{self, text::TextSink, Sink, Stats};
+use crate::system;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let settings = settings_from(&cli)?;
+    system::check_privileges()?;
+    let destination = output::open_destination(cli.output.as_deref())?;
+    let mut sink = TextSink::new(destination, cli.format, WallClock::now(), Zone::Local);
+    capture_to(&cli, &settings, &mut sink)
+}
+
+/// Captures into `sink` until Ctrl-C, SIGTERM, `--count` or a closed output.
+pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result<()> {
+    system::raise_memlock_limit();
+    let stop = stop_on_signals()?;
+    let verbose = cli.verbose > 0;
+    let mut capture = Capture::start(settings, cli.hook, |failure| {
+        if verbose {
+            eprintln!(
+                "sockdump: hook {} not available: {}",
+                failure.hook, failure.reason
+            );
+        }
+    })?;
+    eprintln!(
+        "listening on unix sockets, hook {} ({}), snapshot length {} bytes",
+        capture.hook(),
+        capture.hook().attach_points(),
+        settings.seg_size
+    );
+
+    let tally = pump(&mut capture, sink, &stop, cli.count)?;
+    let counters = capture.counters()?;
+    let stats = Stats {
+        captured: tally.captured,
+        lost: counters.lost() + tally.malformed,
+    };
+    // A reader that went away (EPIPE) ends the capture, not an error.
+    ignore_broken_pipe(sink.finish(&stats)).context("cannot finish the output")?;
+    eprintln!("{} packets captured, {} lost", stats.captured, stats.lost);
+    if verbose {
+        report_counters(&counters, tally.malformed);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    captured: u64,
+    malformed: u64,
+}
+
+/// Moves records from the ring buffer to the sink. After a stop request it
+/// drains what is already in the ring once more, then returns.
+fn pump(
+    capture: &mut Capture,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+    limit: Option<u64>,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    let limit = limit.unwrap_or(u64::MAX);
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let mut write_error = None;
+        capture.drain(|record| {
+            if tally.captured >= limit {
+                return false;
+            }
+            match Event::parse(record) {
+                Ok(event) => match sink.write_event(&event) {
+                    Ok(()) => tally.captured += 1,
+                    Err(err) => {
+                        write_error = Some(err);
+                        return false;
+                    }
+                },
+                Err(_) => tally.malformed += 1,
+            }
+            true
+        });
+        let written = match write_error {
+            Some(err) => Err(err),
+            None => sink.flush(),
+        };
+        match written {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => return Ok(tally),
+            Err(err) => return Err(err).context("cannot write the output"),
+        }
+        if stopping || tally.captured >= limit {
+            return Ok(tally);
+        }
+        capture.wait(Duration::from_millis(100))?;
+    }
+}
+
+fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn report_counters(counters: &KernelCounters, malformed: u64) {
+    eprintln!(
+        "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, {} malformed records",
+        counters.lost_ringbuf, counters.lost_mmsg, counters.lost_inflight, malformed
+    );
+}
+
+/// The first Ctrl-C or SIGTERM asks for a clean stop; a second one exits at once.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the SIGINT/SIGTERM handler")?;
+    Ok(stop)
+}
+
+/// Validates the options and turns them into kernel-side settings.
+pub fn settings_from(cli: &Cli) -> Result<Settings> {
+    let comm = cli.comm.as_ref().map(|name| {
+        let bytes = name.as_bytes();
+        if bytes.len() >= abi::COMM_LEN {
+            eprintln!(
+                "sockdump: note: --comm {name}: the kernel keeps the first {} bytes of thread names, matching {}",
+                abi::COMM_LEN - 1,
+                String::from_utf8_lossy(&bytes[..abi::COMM_LEN - 1])
+            );
+        }
+        bytes[..bytes.len().min(abi::COMM_LEN - 1)].to_vec()
+    });
+    let (sock_prefix, sock_file) = match cli.sock_prefix() {
+        Some(sock) => (Some(sun_path_prefix(sock)?), socket_file(sock)),
+        None => (None, None),
+    };
+    Ok(Settings {
+        filter: Filter {
+            pid: cli.pid,
+            comm,
+            sock_prefix,
+            sock_file,
+        },
+        seg_size: cli.seg_size,
+        segs_per_msg: cli.segs_per_msg,
+        ring_bytes: capture::ring_bytes(cli.seg_size, cli.segs_in_buffer)?,
+        verbose: cli.verbose > 0,
+    })
+}
+
+/// `--sock` as `sun_path` bytes: `@name` is abstract (a leading NUL byte).
+pub fn sun_path_prefix(sock: &str) -> Result<Vec<u8>> {
+    let bytes = match sock.strip_prefix('@') {
+        Some(name) => [&[0u8][..], name.as_bytes()].concat(),
+        None => sock.as_bytes().to_vec(),
+    };
+    if bytes.is_empty() {
+        bail!("--sock is empty: give a socket path or prefix, or leave it out to capture every socket");
+    }
+    // A path needs its terminating NUL inside sun_path; an abstract name does not.
+    let room = if bytes[0] == 0 {
+        abi::PATH_MAX
+    } else {
+        abi::PATH_MAX - 1
+    };
+    if bytes.len() > room {
+        bail!(
+            "--sock {sock}: {} bytes, but a unix socket {} holds at most {} bytes",
+            bytes.len() - usize::from(bytes[0] == 0),
+            if bytes[0] == 0 {
+                "abstract name"
+            } else {
+                "path"
+            },
+            room - usize::from(bytes[0] == 0)
+        );
+    }
+    Ok(bytes)
+}
+
+/// The socket file `--sock` names, if it exists: then sockets bound to it
+/// match however the application spelled the path.
+fn socket_file(sock: &str) -> Option<SocketFile> {
+    if sock.starts_with('@') {
+        return None;
+    }
+    let meta = std::fs::metadata(Path::new(sock)).ok()?;
+    meta.file_type().is_socket().then(|| SocketFile {
+        ino: meta.ino(),
+        dev: system::kernel_dev(meta.dev()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abstract_names_start_with_nul() {
+        assert_eq!(sun_path_prefix("@abc").unwrap(), b"\0abc");
+        assert_eq!(sun_path_prefix("/run/x").unwrap(), b"/run/x");
+    }
+
+    #[test]
+    fn over_long_paths_are_refused() {
+        assert!(sun_path_prefix(&"a".repeat(107)).is_ok());
+        let err = sun_path_prefix(&"a".repeat(108)).unwrap_err().to_string();
+        assert!(
+            err.contains("108 bytes") && err.contains("at most 107"),
+            "{err}"
+        );
+        assert!(sun_path_prefix(&format!("@{}", "a".repeat(107))).is_ok());
+        assert!(sun_path_prefix(&format!("@{}", "a".repeat(108))).is_err());
+        assert!(sun_path_prefix("").is_err());
+    }
+
+    #[test]
+    fn existing_socket_files_are_matched_by_inode() {
+        let dir = std::env::temp_dir().join(format!("sockdump-run-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let file = socket_file(path.to_str().unwrap()).expect("a socket file");
+        assert_eq!(file.ino, std::fs::metadata(&path).unwrap().ino());
+        assert_eq!(
+            socket_file(dir.to_str().unwrap()),
+            None,
+            "a directory is not a socket"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,114 @@
+//! What the machine must provide before capture starts, each checked with an
+//! error that says how to fix it.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capability set of this process (`CapEff` in /proc/self/status).
+fn effective_capabilities() -> Result<u64> {
+    let status =
+        fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .context("/proc/self/status has no CapEff line")?;
+    u64::from_str_radix(hex.trim(), 16).context("cannot parse CapEff in /proc/self/status")
+}
+
+fn has(caps: u64, cap: u32) -> bool {
+    caps & (1 << cap) != 0
+}
+
+/// Loading and attaching needs CAP_BPF + CAP_PERFMON (kernels before 5.8: CAP_SYS_ADMIN).
+pub fn check_privileges() -> Result<()> {
+    let caps = effective_capabilities()?;
+    if has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON)) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = [(CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")]
+        .into_iter()
+        .filter(|&(cap, _)| !has(caps, cap))
+        .map(|(_, name)| name)
+        .collect();
+    bail!(
+        "needs root or CAP_BPF + CAP_PERFMON (missing {}): run it with sudo, or give the binary \
+         the capabilities with `sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep {}`",
+        missing.join(" + "),
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "sockdump".into())
+    )
+}
+
+/// CO-RE relocation needs the kernel's own type information.
+pub fn check_btf() -> Result<()> {
+    if Path::new(BTF_PATH).exists() {
+        return Ok(());
+    }
+    bail!(
+        "kernel has no BTF at {BTF_PATH}: sockdump needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (Linux 5.5 or later; most distributions enable it since 2021)"
+    )
+}
+
+/// Tracepoint ids are read from tracefs; mount it when it is missing.
+pub fn ensure_tracefs() -> Result<()> {
+    let mounted = |dir: &str| {
+        fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!(
+            "tracefs is not mounted and mounting it at {TRACEFS} failed; mount it with \
+                 `sudo mount -t tracefs nodev {TRACEFS}`"
+        )
+    })
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it when allowed.
+pub fn raise_memlock_limit() {
+    use nix::sys::resource::{setrlimit, Resource, RLIM_INFINITY};
+    // Failing is fine: newer kernels account map memory to the cgroup instead.
+    let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
+}
+
+/// `st_dev` as user space sees it, converted to the kernel's internal `dev_t`
+/// (`super_block.s_dev`: 12-bit major, 20-bit minor).
+pub fn kernel_dev(user_dev: u64) -> u32 {
+    let major = nix::sys::stat::major(user_dev) as u32;
+    let minor = nix::sys::stat::minor(user_dev) as u32;
+    (major << 20) | (minor & 0xfffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_dev_packs_major_and_minor() {
+        let dev = nix::sys::stat::makedev(8, 1);
+        assert_eq!(kernel_dev(dev), (8 << 20) | 1);
+        let dev = nix::sys::stat::makedev(0, 300);
+        assert_eq!(kernel_dev(dev), 300);
+    }
+}
