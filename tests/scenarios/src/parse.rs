@@ -1,0 +1,139 @@
+//! Reads sockdump's `--format hex` text back into records.
+
+use anyhow::{bail, Context, Result};
+
+/// One message as sockdump printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Printed {
+    pub comm: String,
+    pub pid: u32,
+    /// None when sockdump printed `?`.
+    pub peer_pid: Option<u32>,
+    pub path: String,
+    pub captured: usize,
+    pub len: usize,
+    /// The bracketed notes after the lengths, e.g. `truncated by --seg-size`.
+    pub notes: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+/// `HH:MM:SS.uuuuuu >>> process COMM [PID -> PEER] path PATH len CAP(LEN) [note]...`
+fn parse_header(line: &str) -> Result<Printed> {
+    let (time, rest) = line
+        .split_once(" >>> process ")
+        .context("no `>>> process`")?;
+    if time.len() != 15 || time.as_bytes()[8] != b'.' {
+        bail!("time {time:?} is not HH:MM:SS.uuuuuu");
+    }
+    let (who, rest) = rest.rsplit_once("] path ").context("no `] path`")?;
+    let (comm, pids) = who.rsplit_once(" [").context("no `[pid -> peer`")?;
+    let (pid, peer) = pids.split_once(" -> ").context("no `->`")?;
+    let (path, rest) = rest.rsplit_once(" len ").context("no `len`")?;
+    let (lengths, notes) = match rest.split_once(" [") {
+        Some((lengths, notes)) => (lengths, format!("[{notes}")),
+        None => (rest, String::new()),
+    };
+    let (captured, len) = lengths
+        .strip_suffix(')')
+        .and_then(|l| l.split_once('('))
+        .context("no `CAP(LEN)`")?;
+    Ok(Printed {
+        comm: comm.to_string(),
+        pid: pid.parse()?,
+        peer_pid: if peer == "?" {
+            None
+        } else {
+            Some(peer.parse()?)
+        },
+        path: path.to_string(),
+        captured: captured.parse()?,
+        len: len.parse()?,
+        notes: notes
+            .split(" [")
+            .filter(|n| !n.is_empty())
+            .map(|n| n.trim_start_matches('[').trim_end_matches(']').to_string())
+            .collect(),
+        data: Vec::new(),
+    })
+}
+
+/// `0000  47 45 ...  54 50 ...  GET / HTTP/1.1..`: the hex field is 50 columns after the offset.
+fn parse_hex_line(line: &str, data: &mut Vec<u8>) -> Result<()> {
+    let offset_len = line.find(' ').context("no offset")?;
+    let offset = usize::from_str_radix(&line[..offset_len], 16).context("bad offset")?;
+    if offset != data.len() {
+        bail!("hex line at offset {offset:#x}, expected {:#x}", data.len());
+    }
+    let hex = line
+        .get(offset_len + 1..offset_len + 51)
+        .context("short hex line")?;
+    for byte in hex.split_whitespace() {
+        data.push(u8::from_str_radix(byte, 16).with_context(|| format!("bad hex byte {byte:?}"))?);
+    }
+    Ok(())
+}
+
+pub fn parse_hex_output(text: &str) -> Result<Vec<Printed>> {
+    let mut records: Vec<Printed> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let parsed = if line.contains(" >>> process ") {
+            parse_header(line).map(|r| records.push(r))
+        } else {
+            match records.last_mut() {
+                Some(record) => parse_hex_line(line, &mut record.data),
+                None => Err(anyhow::anyhow!("data before any header")),
+            }
+        };
+        parsed.with_context(|| format!("sockdump output line {}: {line:?}", number + 1))?;
+    }
+    for r in &records {
+        if r.data.len() != r.captured {
+            bail!(
+                "record of {} says {} bytes captured but shows {}",
+                r.comm,
+                r.captured,
+                r.data.len()
+            );
+        }
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_headers_notes_and_bytes() {
+        let text = "\
+12:00:00.000001 >>> process my prog [10 -> ?] path /tmp/a b.sock len 20(70000) [truncated by --seg-size] [bytes not readable]
+0000  47 45 54 20 2f 20 48 54  54 50 2f 31 2e 31 0d 0a  GET / HTTP/1.1..
+0010  48 6f 73 74                                       Host
+12:00:00.000002 >>> process x [11 -> 10] path socket:[5] len 0(0)
+";
+        let r = parse_hex_output(text).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].comm, "my prog");
+        assert_eq!((r[0].pid, r[0].peer_pid), (10, None));
+        assert_eq!(r[0].path, "/tmp/a b.sock");
+        assert_eq!((r[0].captured, r[0].len), (20, 70000));
+        assert_eq!(
+            r[0].notes,
+            ["truncated by --seg-size", "bytes not readable"]
+        );
+        assert_eq!(r[0].data, b"GET / HTTP/1.1\r\nHost");
+        assert_eq!(
+            (r[1].peer_pid, r[1].path.as_str()),
+            (Some(10), "socket:[5]")
+        );
+    }
+
+    #[test]
+    fn rejects_inconsistent_output() {
+        assert!(parse_hex_output("0000  41\n").is_err());
+        assert!(parse_hex_output(
+            "12:00:00.000001 >>> process a [1 -> 2] path p len 2(2)\n0000  41\n"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! The traffic side of a scenario: a separate process (and its children)
+//! that sends known bytes and reports what sockdump must show for them.
+
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe, ForkResult};
+use serde::{Deserialize, Serialize};
+
+/// Per-message capture limits the scenario runs sockdump with.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub seg_size: usize,
+    pub segs_per_msg: usize,
+}
+
+pub const DEFAULT_LIMITS: Limits = Limits {
+    seg_size: 51200,
+    segs_per_msg: 10,
+};
+
+/// A message a peer sent, and what sockdump must print for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub comm: String,
+    pub pid: u32,
+    pub peer_pid: Option<u32>,
+    pub path: String,
+    /// Bytes the kernel accepted.
+    pub len: usize,
+    /// The bytes sockdump must show.
+    pub data: Vec<u8>,
+    pub notes: Vec<String>,
+    /// false: the send must not appear at all (failed send, filtered out).
+    pub captured: bool,
+}
+
+/// What a peer process knows while it generates traffic.
+pub struct Peer {
+    pub dir: PathBuf,
+    pub limits: Limits,
+    pub sent: Vec<Sent>,
+    /// READY was printed and GO received.
+    ready: bool,
+}
+
+pub const NOTE_SEG_SIZE: &str = "truncated by --seg-size";
+pub const NOTE_SEGS: &str = "truncated by --segs-per-msg";
+
+fn current_comm() -> Result<String> {
+    let comm = std::fs::read_to_string("/proc/thread-self/comm")
+        .context("cannot read /proc/thread-self/comm")?;
+    Ok(comm.trim_end_matches('\n').to_string())
+}
+
+/// The SO_PEERCRED pid of a socket, as sockdump reports it (None for 0).
+pub fn peer_pid(fd: &impl AsFd) -> Option<u32> {
+    let cred = getsockopt(fd, sockopt::PeerCredentials).ok()?;
+    u32::try_from(cred.pid()).ok().filter(|&pid| pid != 0)
+}
+
+/// `socket:[INODE]`, the name sockdump shows for an unnamed socket.
+pub fn inode_name(fd: &impl AsFd) -> Result<String> {
+    let stat = nix::sys::stat::fstat(fd.as_fd().as_raw_fd())?;
+    Ok(format!("socket:[{}]", stat.st_ino))
+}
+
+impl Peer {
+    /// Tells the runner this peer's pid, then waits until sockdump listens.
+    /// Scenarios that `prepare` call it once their sockets exist.
+    pub fn ready(&mut self) -> Result<()> {
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "READY {}", std::process::id())?;
+        stdout.flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != "GO" {
+            bail!("expected GO from the runner, got {line:?}");
+        }
+        self.ready = true;
+        Ok(())
+    }
+
+    /// Records a message of one buffer that the kernel accepted `sent` bytes of.
+    pub fn expect(
+        &mut self,
+        buf: &[u8],
+        sent: usize,
+        path: &str,
+        peer_pid: Option<u32>,
+    ) -> Result<()> {
+        self.expect_segments(&[buf], sent, path, peer_pid)
+    }
+
+    /// Records a vectored message; sockdump walks at most `segs_per_msg` segments.
+    pub fn expect_segments(
+        &mut self,
+        segs: &[&[u8]],
+        sent: usize,
+        path: &str,
+        peer_pid: Option<u32>,
+    ) -> Result<()> {
+        let want = sent.min(self.limits.seg_size);
+        let mut data = Vec::new();
+        let mut notes = Vec::new();
+        if sent > self.limits.seg_size {
+            notes.push(NOTE_SEG_SIZE.to_string());
+        }
+        for (index, seg) in segs.iter().enumerate() {
+            if data.len() >= want {
+                break;
+            }
+            if index >= self.limits.segs_per_msg {
+                notes.push(NOTE_SEGS.to_string());
+                break;
+            }
+            data.extend_from_slice(&seg[..seg.len().min(want - data.len())]);
+        }
+        self.push(Sent {
+            comm: current_comm()?,
+            pid: std::process::id(),
+            peer_pid,
+            path: path.to_string(),
+            len: sent,
+            data,
+            notes,
+            captured: true,
+        })
+    }
+
+    /// Records a send that sockdump must not show.
+    pub fn forbid(&mut self, buf: &[u8]) -> Result<()> {
+        self.push(Sent {
+            comm: current_comm()?,
+            pid: std::process::id(),
+            peer_pid: None,
+            path: String::new(),
+            len: buf.len(),
+            data: buf.to_vec(),
+            notes: Vec::new(),
+            captured: false,
+        })
+    }
+
+    fn push(&mut self, sent: Sent) -> Result<()> {
+        self.sent.push(sent);
+        Ok(())
+    }
+
+    /// Starts `child` in a forked process; [`Peer::join`] collects what it sent.
+    pub fn fork_child(&mut self, child: impl FnOnce(&mut Peer) -> Result<()>) -> Result<Child> {
+        let (read_end, write_end) = pipe()?;
+        // SAFETY: peers are single-threaded when they fork, so the child may
+        // run arbitrary code; it leaves with _exit and never returns here.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(read_end);
+                let mut peer = Peer {
+                    dir: self.dir.clone(),
+                    limits: self.limits,
+                    sent: Vec::new(),
+                    ready: true,
+                };
+                let outcome = child(&mut peer).and_then(|()| {
+                    let mut pipe = std::fs::File::from(write_end);
+                    pipe.write_all(&serde_json::to_vec(&peer.sent)?)?;
+                    Ok(())
+                });
+                let code = match outcome {
+                    Ok(()) => 0,
+                    Err(err) => {
+                        eprintln!("peer child {}: {err:#}", std::process::id());
+                        1
+                    }
+                };
+                // SAFETY: leaves the forked child without running the parent's atexit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(write_end);
+                Ok(Child {
+                    pid: child,
+                    report: read_end,
+                })
+            }
+        }
+    }
+
+    /// Waits for a forked child and adds what it sent to this peer's report.
+    pub fn join(&mut self, child: Child) -> Result<u32> {
+        let mut report = Vec::new();
+        std::fs::File::from(child.report).read_to_end(&mut report)?;
+        match waitpid(child.pid, None)? {
+            WaitStatus::Exited(_, 0) => {}
+            status => bail!("peer child {} ended with {status:?}", child.pid),
+        }
+        let sent: Vec<Sent> = serde_json::from_slice(&report).context("child report")?;
+        self.sent.extend(sent);
+        Ok(child.pid.as_raw() as u32)
+    }
+}
+
+/// A forked child of a peer.
+pub struct Child {
+    pub pid: nix::unistd::Pid,
+    report: OwnedFd,
+}
+
+/// The peer process: prepare, report the pid, wait for GO, send, report
+/// what was sent.
+pub fn serve(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<()> {
+    let mut peer = Peer {
+        dir,
+        limits: scenario.limits,
+        sent: Vec::new(),
+        ready: false,
+    };
+    if !scenario.prepares {
+        peer.ready()?;
+    }
+    (scenario.traffic)(&mut peer)?;
+    if !peer.ready {
+        bail!("scenario {} never signalled ready", scenario.name);
+    }
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "REPORT {}", serde_json::to_string(&peer.sent)?)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Wraps a raw fd returned by libc in an owned one.
+pub fn owned(fd: i32) -> Result<OwnedFd> {
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -1,0 +1,359 @@
+//! Runs scenarios against a sockdump binary: peers wait, sockdump starts,
+//! peers send, sockdump stops, and its printout is compared with what the
+//! peers report they sent.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::parse::{parse_hex_output, Printed};
+use crate::peer::Sent;
+use crate::scenarios::{Scenario, Setup};
+
+/// How long sockdump may take to load (BTF parsing is slow under emulation).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub scenario: &'static str,
+    /// None: passed.
+    pub failure: Option<String>,
+}
+
+struct RunningPeer {
+    scenario: &'static Scenario,
+    process: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+    dir: PathBuf,
+}
+
+fn spawn_peer(me: &Path, scenario: &'static Scenario, dir: PathBuf) -> Result<RunningPeer> {
+    std::fs::create_dir_all(&dir)?;
+    let mut process = Command::new(me)
+        .args(["peer", scenario.name])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start peer {}", scenario.name))?;
+    let stdin = process.stdin.take().context("peer stdin")?;
+    let mut stdout = BufReader::new(process.stdout.take().context("peer stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let pid = line
+        .strip_prefix("READY ")
+        .and_then(|pid| pid.trim().parse().ok())
+        .with_context(|| format!("peer {} said {line:?} instead of READY", scenario.name))?;
+    Ok(RunningPeer {
+        scenario,
+        process,
+        stdin,
+        stdout,
+        pid,
+        dir,
+    })
+}
+
+impl RunningPeer {
+    fn go(&mut self) -> Result<()> {
+        writeln!(self.stdin, "GO")?;
+        Ok(self.stdin.flush()?)
+    }
+
+    fn report(mut self) -> Result<Vec<Sent>> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        let status = self.process.wait()?;
+        let json = line
+            .strip_prefix("REPORT ")
+            .with_context(|| format!("peer {} failed ({status})", self.scenario.name))?;
+        serde_json::from_str(json).context("peer report")
+    }
+}
+
+/// A sockdump process and what it printed.
+struct Sockdump {
+    process: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    stderr_lines: Vec<String>,
+}
+
+fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Sockdump {
+    fn start(sockdump: &Path, hook: &str, options: &[String]) -> Result<Self> {
+        let mut process = Command::new(sockdump)
+            .args(["--hook", hook, "--format", "hex"])
+            .args(options)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", sockdump.display()))?;
+        let stdout = collect_lines(process.stdout.take().context("sockdump stdout")?);
+        let stderr = collect_lines(process.stderr.take().context("sockdump stderr")?);
+        let mut me = Sockdump {
+            process,
+            stdout,
+            stderr,
+            stderr_lines: Vec::new(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match me.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let live = line.starts_with("listening");
+                    me.stderr_lines.push(line);
+                    if live {
+                        return Ok(me);
+                    }
+                }
+                Err(_) => {
+                    let _ = me.process.kill();
+                    let _ = me.process.wait();
+                    me.stderr_lines.extend(me.stderr.try_iter());
+                    bail!("sockdump did not start: {}", me.stderr_lines.join(" | "));
+                }
+            }
+        }
+    }
+
+    /// Stops sockdump (SIGINT unless it stops by itself) and returns its
+    /// stdout and the stderr lines after `listening`.
+    fn finish(mut self, signal: bool) -> Result<(String, Vec<String>)> {
+        if signal {
+            let pid = nix::unistd::Pid::from_raw(self.process.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.process.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.process.kill();
+                bail!("sockdump did not stop within {STOP_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader threads end at EOF, after the process exited.
+        let stdout: Vec<String> = self.stdout.iter().collect();
+        let stderr: Vec<String> = self.stderr.iter().collect();
+        if !status.success() {
+            bail!("sockdump exited with {status}: {}", stderr.join(" | "));
+        }
+        Ok((stdout.iter().map(|l| format!("{l}\n")).collect(), stderr))
+    }
+}
+
+/// Runs `scenarios` with sockdump at `sockdump` and `--hook hook`.
+pub fn run(
+    me: &Path,
+    sockdump: &Path,
+    hook: &str,
+    scenarios: &[&'static Scenario],
+) -> Result<Vec<Outcome>> {
+    let base = std::env::temp_dir().join(format!("sdscen-{}", std::process::id()));
+    let mut peers = Vec::new();
+    for scenario in scenarios {
+        peers.push(spawn_peer(me, scenario, base.join(scenario.name))?);
+    }
+    // Scenarios with the same options share one sockdump run.
+    let mut sessions: BTreeMap<Vec<String>, Vec<RunningPeer>> = BTreeMap::new();
+    for peer in peers {
+        let options = (peer.scenario.options)(&Setup {
+            pid: peer.pid,
+            dir: &peer.dir,
+        });
+        sessions.entry(options).or_default().push(peer);
+    }
+    let mut outcomes = Vec::new();
+    for (options, peers) in sessions {
+        let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
+        match run_session(sockdump, hook, &options, peers) {
+            Ok(mut results) => outcomes.append(&mut results),
+            Err(err) => outcomes.extend(names.into_iter().map(|scenario| Outcome {
+                scenario,
+                failure: Some(format!("{err:#}")),
+            })),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(outcomes)
+}
+
+fn run_session(
+    sockdump: &Path,
+    hook: &str,
+    options: &[String],
+    mut peers: Vec<RunningPeer>,
+) -> Result<Vec<Outcome>> {
+    let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
+    let capture = Sockdump::start(sockdump, hook, options)?;
+    for peer in &mut peers {
+        peer.go()?;
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    let scenarios: Vec<&'static Scenario> = peers.iter().map(|p| p.scenario).collect();
+    for peer in peers {
+        let tx = done_tx.clone();
+        std::thread::spawn(move || {
+            let name = peer.scenario.name;
+            let _ = tx.send((name, peer.report()));
+        });
+    }
+    drop(done_tx);
+    let mut reports = BTreeMap::new();
+    let deadline = Instant::now() + PEER_TIMEOUT;
+    while reports.len() < scenarios.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (name, report) = done_rx
+            .recv_timeout(left)
+            .map_err(|_| anyhow!("peers did not finish in time"))?;
+        reports.insert(name, report);
+    }
+    let (stdout, stderr) = capture.finish(!stops_itself)?;
+    let printed = parse_hex_output(&stdout)?;
+    check_totals(&stderr, printed.len())?;
+    Ok(scenarios
+        .into_iter()
+        .map(|scenario| {
+            let failure = match &reports[scenario.name] {
+                Ok(sent) => compare(scenario, sent, &printed)
+                    .err()
+                    .map(|e| format!("{e:#}")),
+                Err(err) => Some(format!("peer failed: {err:#}")),
+            };
+            Outcome {
+                scenario: scenario.name,
+                failure,
+            }
+        })
+        .collect())
+}
+
+/// `N packets captured, M lost`: N must be what was printed, M zero.
+fn check_totals(stderr: &[String], printed: usize) -> Result<()> {
+    let line = stderr
+        .iter()
+        .find(|l| l.contains("packets captured"))
+        .with_context(|| {
+            format!(
+                "no `packets captured` line on stderr: {}",
+                stderr.join(" | ")
+            )
+        })?;
+    let (captured, lost) = line
+        .split_once(" packets captured, ")
+        .and_then(|(c, rest)| {
+            Some((
+                c.parse::<usize>().ok()?,
+                rest.strip_suffix(" lost")?.parse::<u64>().ok()?,
+            ))
+        })
+        .with_context(|| format!("cannot read {line:?}"))?;
+    if captured != printed {
+        bail!("stderr says {captured} packets captured, stdout shows {printed}");
+    }
+    if lost != 0 {
+        bail!("{lost} messages lost");
+    }
+    Ok(())
+}
+
+fn matches(sent: &Sent, printed: &Printed) -> bool {
+    sent.pid == printed.pid
+        && sent.comm == printed.comm
+        && sent.peer_pid == printed.peer_pid
+        && sent.path == printed.path
+        && sent.len == printed.len
+        && sent.notes == printed.notes
+        && sent.data == printed.data
+}
+
+fn describe(p: &Printed) -> String {
+    format!(
+        "{} [{} -> {:?}] path {} len {}({}) {:?} {:?}",
+        p.comm,
+        p.pid,
+        p.peer_pid,
+        p.path,
+        p.captured,
+        p.len,
+        p.notes,
+        String::from_utf8_lossy(&p.data[..p.data.len().min(48)])
+    )
+}
+
+/// Every expected message printed exactly once, no forbidden one printed,
+/// and for exclusive scenarios nothing else printed.
+fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()> {
+    let pids: Vec<u32> = sent.iter().map(|s| s.pid).collect();
+    let mut unused: Vec<&Printed> = printed
+        .iter()
+        .filter(|p| scenario.exclusive || pids.contains(&p.pid))
+        .collect();
+    for expected in sent.iter().filter(|s| s.captured) {
+        match unused.iter().position(|p| matches(expected, p)) {
+            Some(index) => {
+                unused.remove(index);
+            }
+            None => {
+                let near = printed
+                    .iter()
+                    .find(|p| p.data == expected.data && p.pid == expected.pid);
+                bail!(
+                    "missing {} [{} -> {:?}] path {} len {}({}) {:?} {:?}; {}",
+                    expected.comm,
+                    expected.pid,
+                    expected.peer_pid,
+                    expected.path,
+                    expected.data.len(),
+                    expected.len,
+                    expected.notes,
+                    String::from_utf8_lossy(&expected.data[..expected.data.len().min(48)]),
+                    near.map_or("no record with these bytes".to_string(), |p| format!(
+                        "printed as {}",
+                        describe(p)
+                    ))
+                );
+            }
+        }
+    }
+    for forbidden in sent.iter().filter(|s| !s.captured) {
+        if let Some(p) = printed.iter().find(|p| p.data == forbidden.data) {
+            bail!("printed a send that must not appear: {}", describe(p));
+        }
+    }
+    if scenario.exclusive {
+        if let Some(p) = unused.first() {
+            bail!(
+                "printed {} records beyond the expected ones, e.g. {}",
+                unused.len(),
+                describe(p)
+            );
+        }
+    }
+    Ok(())
+}
