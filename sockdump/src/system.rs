@@ -70,17 +70,12 @@ pub fn ensure_tracefs() -> Result<()> {
     if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
         return Ok(());
     }
-    nix::mount::mount(
-        Some("nodev"),
-        TRACEFS,
-        Some("tracefs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .with_context(|| {
-        format!(
-            "tracefs is not mounted and mounting it at {TRACEFS} failed; mount it with \
-                 `sudo mount -t tracefs nodev {TRACEFS}`"
+    let flags = nix::mount::MsFlags::empty();
+    nix::mount::mount(Some("nodev"), TRACEFS, Some("tracefs"), flags, None::<&str>).map_err(|errno| {
+        anyhow::anyhow!(
+            "tracefs is not mounted at {TRACEFS} and mounting it failed ({}): mount it with \
+             `sudo mount -t tracefs nodev {TRACEFS}`",
+            errno.desc()
         )
     })
 }

@@ -1,0 +1,105 @@
+//! Every way sockdump can refuse to start says why in one line and exits
+//! non-zero, before it captures anything.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+
+const SOCKDUMP: &str = env!("CARGO_BIN_EXE_sockdump");
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "sockdump succeeded: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("sockdump: "), "{stderr:?}");
+    assert!(out.stdout.is_empty(), "printed to stdout: {:?}", out.stdout);
+    stderr
+}
+
+fn sockdump(args: &[&str]) -> Output {
+    Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
+}
+
+/// Root is needed to drop privileges, mount namespaces and capture; CI
+/// sets SOCKDUMP_REQUIRE_PRIVILEGED so these never skip there.
+fn privileged() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(), "tests must run as root");
+    eprintln!("SKIPPED: this test needs root");
+    false
+}
+
+#[test]
+fn invalid_options() {
+    for (args, says) in [
+        (&["--seg-size", "0"][..], "--seg-size"),
+        (&["--seg-size", "65537"], "65537 is not in 1..=65536"),
+        (&["--segs-per-msg", "0"], "--segs-per-msg"),
+        (&["--format", "xml"], "invalid value 'xml' for '--format"),
+        (&["--hook", "uprobe"], "--hook"),
+        (&["--pid", "x"], "--pid"),
+    ] {
+        let out = sockdump(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = one_line_error(&out);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let long = format!("/tmp/{}", "x".repeat(103));
+    let err = one_line_error(&sockdump(&["--sock", &long]));
+    assert!(err.contains("108 bytes, but a unix socket path holds at most 107 bytes"), "{err}");
+}
+
+#[test]
+fn unwritable_output() {
+    if !privileged() {
+        return;
+    }
+    let err = one_line_error(&sockdump(&["--output", "/proc/no-such-dir/capture.txt"]));
+    assert!(err.contains("cannot write --output /proc/no-such-dir/capture.txt"), "{err}");
+}
+
+#[test]
+fn missing_capabilities() {
+    if !privileged() {
+        return;
+    }
+    let out = Command::new(SOCKDUMP).uid(65534).gid(65534).output().unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("needs root or CAP_BPF + CAP_PERFMON (missing CAP_BPF + CAP_PERFMON)"), "{err}");
+    assert!(err.contains("setcap cap_bpf,cap_perfmon"), "{err}");
+}
+
+/// Runs `command` in a private mount namespace after `setup` (shell commands).
+fn in_mount_namespace(setup: &str, command: &str) -> Output {
+    Command::new("unshare")
+        .args(["--mount", "sh", "-c", &format!("{setup}; exec {command}")])
+        .output()
+        .expect("unshare (util-linux)")
+}
+
+#[test]
+fn kernel_without_btf() {
+    if !privileged() {
+        return;
+    }
+    let out = in_mount_namespace("mount -t tmpfs none /sys/kernel/btf", &format!("{SOCKDUMP} -c 1"));
+    let err = one_line_error(&out);
+    assert!(err.contains("kernel has no BTF at /sys/kernel/btf/vmlinux"), "{err}");
+}
+
+#[test]
+fn tracefs_missing_and_not_mountable() {
+    if !privileged() {
+        return;
+    }
+    // Without CAP_SYS_ADMIN sockdump can still load programs but not mount tracefs.
+    let out = in_mount_namespace(
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; \
+         umount /sys/kernel/debug 2>/dev/null; true",
+        &format!("setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin {SOCKDUMP} --hook tracepoint -c 1"),
+    );
+    let err = one_line_error(&out);
+    assert!(err.contains("tracefs is not mounted"), "{err}");
+    assert!(err.contains("mount -t tracefs nodev /sys/kernel/tracing"), "{err}");
+}

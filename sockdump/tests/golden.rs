@@ -1,0 +1,124 @@
+//! Recorded events in, exact text out, for every text format. Regenerate the
+//! expected files with `UPDATE_GOLDEN=1 cargo test --test golden` after an
+//! intended change, and review the diff.
+
+use std::path::PathBuf;
+
+use sockdump::cli::Format;
+use sockdump::clock::{WallClock, Zone};
+use sockdump::output::text::TextSink;
+use sockdump::output::{Sink, Stats};
+use sockdump_common::{Event, EventFlags, SockType, SocketName};
+
+/// A fixed set of events covering every header variant.
+fn events() -> Vec<Event<'static>> {
+    let base = Event {
+        timestamp_ns: 1_000_000_000,
+        sock_ino: 4242,
+        peer_ino: 4243,
+        pid: 1200,
+        tid: 1201,
+        peer_pid: 900,
+        len: 78,
+        sock_type: SockType::Stream,
+        flags: EventFlags(0),
+        comm: b"curl",
+        path: SocketName::Unnamed,
+        peer_path: SocketName::Path(b"/run/docker.sock"),
+        data: b"GET /v1.43/containers/json HTTP/1.1\r\nHost: docker\r\nUser-Agent: curl/7.88.1\r\n\r\n",
+    };
+    vec![
+        // a client request, shown under the server's path
+        Event { len: 78, ..base.clone() },
+        // the server's reply from its own bound socket
+        Event {
+            timestamp_ns: 1_000_250_000,
+            pid: 900,
+            tid: 901,
+            peer_pid: 1200,
+            comm: b"dockerd",
+            path: SocketName::Path(b"/run/docker.sock"),
+            peer_path: SocketName::Unnamed,
+            len: 17,
+            data: b"HTTP/1.1 200 OK\r\n",
+            ..base.clone()
+        },
+        // a socketpair: no names, shown by inode; binary bytes
+        Event {
+            timestamp_ns: 2_500_000_001,
+            path: SocketName::Unnamed,
+            peer_path: SocketName::Unnamed,
+            len: 20,
+            data: &[0, 1, 2, 0x7f, 0x80, 0xff, b'a', b' ', b'~', 9, 10, 13, 0x1b, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47],
+            ..base.clone()
+        },
+        // an unconnected datagram: the destination is shown, no peer pid
+        Event {
+            sock_type: SockType::Dgram,
+            peer_pid: 0,
+            peer_ino: 0,
+            comm: b"logger",
+            flags: EventFlags(sockdump_common::abi::flag::PEER_IS_DEST),
+            path: SocketName::Path(b"/tmp/client.sock"),
+            peer_path: SocketName::Path(b"/dev/log"),
+            len: 10,
+            data: b"<13>hello\n",
+            ..base.clone()
+        },
+        // an abstract name with a NUL inside, cut by --seg-size and --segs-per-msg
+        Event {
+            sock_type: SockType::SeqPacket,
+            comm: b"dbus-daemon",
+            flags: EventFlags(sockdump_common::abi::flag::TRUNC_SIZE | sockdump_common::abi::flag::TRUNC_SEGS),
+            path: SocketName::Abstract(b"/tmp/dbus-x\0y"),
+            len: 100_000,
+            data: b"l\x01\x00\x01\x08\x00\x00\x00",
+            ..base.clone()
+        },
+        // bytes the kernel could not give (sendfile): nothing captured
+        Event {
+            flags: EventFlags(sockdump_common::abi::flag::UNREADABLE),
+            len: 4096,
+            data: b"",
+            ..base
+        },
+    ]
+}
+
+fn render(format: Format) -> Vec<u8> {
+    let mut sink = TextSink::new(Vec::new(), format, WallClock::with_offset(1_764_071_744_000_000_000), Zone::Utc);
+    for event in events() {
+        sink.write_event(&event).unwrap();
+    }
+    sink.finish(&Stats::default()).unwrap();
+    sink.into_inner()
+}
+
+fn check(format: Format, file: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
+    let actual = render(format);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        actual == expected,
+        "{file} differs (UPDATE_GOLDEN=1 regenerates it):\n{}",
+        String::from_utf8_lossy(&actual)
+    );
+}
+
+#[test]
+fn hex() {
+    check(Format::Hex, "text-hex.txt");
+}
+
+#[test]
+fn string() {
+    check(Format::String, "text-string.txt");
+}
+
+#[test]
+fn hexstring() {
+    check(Format::Hexstring, "text-hexstring.txt");
+}
