@@ -4,13 +4,8 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const SOURCES: &[&str] = &[
-    "bpf/sockdump.bpf.c",
-    "bpf/capture.h",
-    "bpf/compat.h",
-    "bpf/kernel_types.h",
-    "include/sockdump_abi.h",
-];
+const SOURCES: &[&str] =
+    &["bpf/sockdump.bpf.c", "bpf/capture.h", "bpf/compat.h", "bpf/kernel_types.h", "include/sockdump_abi.h"];
 
 fn main() {
     for source in SOURCES {
@@ -37,10 +32,7 @@ fn main() {
         .unwrap_or_else(|e| {
             panic!("cannot run {clang} ({e}): install clang, llvm and libbpf-dev to build the eBPF programs")
         });
-    assert!(
-        status.success(),
-        "{clang} failed to compile the eBPF programs"
-    );
+    assert!(status.success(), "{clang} failed to compile the eBPF programs");
 
     // Keep .BTF/.BTF.ext for CO-RE, drop DWARF: the object is embedded in the binary.
     let strip = env::var("SOCKDUMP_LLVM_STRIP").unwrap_or_else(|_| "llvm-strip".into());

@@ -98,10 +98,7 @@ impl fmt::Display for SocketName<'_> {
             Self::Path(path) => f.write_str(&String::from_utf8_lossy(path)),
             Self::Abstract(name) => {
                 f.write_str("@")?;
-                let shown: Vec<u8> = name
-                    .iter()
-                    .map(|&b| if b == 0 { b'@' } else { b })
-                    .collect();
+                let shown: Vec<u8> = name.iter().map(|&b| if b == 0 { b'@' } else { b }).collect();
                 f.write_str(&String::from_utf8_lossy(&shown))
             }
         }
@@ -178,28 +175,19 @@ fn u16_at(record: &[u8], field: Field) -> u16 {
     u16::from_ne_bytes(raw)
 }
 
-fn name_at<'a>(
-    record: &'a [u8],
-    field: Field,
-    len_field: Field,
-) -> Result<SocketName<'a>, DecodeError> {
+fn name_at<'a>(record: &'a [u8], field: Field, len_field: Field) -> Result<SocketName<'a>, DecodeError> {
     let len = record[len_field.offset];
     if usize::from(len) > field.size {
         return Err(DecodeError::NameTooLong { len });
     }
-    Ok(SocketName::from_sun_path(
-        &bytes_at(record, field)[..usize::from(len)],
-    ))
+    Ok(SocketName::from_sun_path(&bytes_at(record, field)[..usize::from(len)]))
 }
 
 impl<'a> Event<'a> {
     /// Decodes one ring buffer record (header, then `captured` data bytes).
     pub fn parse(record: &'a [u8]) -> Result<Self, DecodeError> {
         if record.len() < layout::SIZE {
-            return Err(DecodeError::TooShort {
-                len: record.len(),
-                need: layout::SIZE,
-            });
+            return Err(DecodeError::TooShort { len: record.len(), need: layout::SIZE });
         }
         let len = u32_at(record, layout::LEN);
         let captured = u32_at(record, layout::CAPTURED);
@@ -210,10 +198,7 @@ impl<'a> Event<'a> {
         let data = usize::try_from(captured)
             .ok()
             .and_then(|captured| record[layout::SIZE..].get(..captured))
-            .ok_or(DecodeError::MissingData {
-                captured,
-                available,
-            })?;
+            .ok_or(DecodeError::MissingData { captured, available })?;
         let comm = bytes_at(record, layout::COMM);
         let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
 
@@ -257,9 +242,8 @@ mod tests {
     /// A record as the eBPF side writes it.
     pub(crate) fn record(path: &[u8], peer_path: &[u8], data: &[u8], len: u32) -> Vec<u8> {
         let mut r = vec![0u8; layout::SIZE];
-        let mut put = |field: Field, bytes: &[u8]| {
-            r[field.offset..field.offset + bytes.len()].copy_from_slice(bytes)
-        };
+        let mut put =
+            |field: Field, bytes: &[u8]| r[field.offset..field.offset + bytes.len()].copy_from_slice(bytes);
         put(layout::TIMESTAMP_NS, &123_456_789u64.to_ne_bytes());
         put(layout::SOCK_INO, &1000u64.to_ne_bytes());
         put(layout::PEER_INO, &1001u64.to_ne_bytes());
@@ -308,28 +292,13 @@ mod tests {
     #[test]
     fn rejects_short_and_inconsistent_records() {
         let r = record(b"/a", b"", b"abc", 3);
-        assert_eq!(
-            Event::parse(&r[..100]),
-            Err(DecodeError::TooShort {
-                len: 100,
-                need: layout::SIZE
-            })
-        );
+        assert_eq!(Event::parse(&r[..100]), Err(DecodeError::TooShort { len: 100, need: layout::SIZE }));
         assert_eq!(
             Event::parse(&r[..r.len() - 1]),
-            Err(DecodeError::MissingData {
-                captured: 3,
-                available: 2
-            })
+            Err(DecodeError::MissingData { captured: 3, available: 2 })
         );
         let r = record(b"/a", b"", b"abc", 2);
-        assert_eq!(
-            Event::parse(&r),
-            Err(DecodeError::CapturedBeyondLength {
-                captured: 3,
-                len: 2
-            })
-        );
+        assert_eq!(Event::parse(&r), Err(DecodeError::CapturedBeyondLength { captured: 3, len: 2 }));
         let mut r = record(b"/a", b"", b"", 0);
         r[layout::PATH_LEN.offset] = 200;
         assert_eq!(Event::parse(&r), Err(DecodeError::NameTooLong { len: 200 }));

@@ -36,10 +36,7 @@ fn c_values(body: &str) -> BTreeMap<String, u64> {
         .arg(&source)
         .status()
         .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
-    assert!(
-        status.success(),
-        "the ABI header does not compile with {cc}"
-    );
+    assert!(status.success(), "the ABI header does not compile with {cc}");
     let out = Command::new(&program).output().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     String::from_utf8(out.stdout)
@@ -70,24 +67,10 @@ fn event_fields_match_the_header() {
         );
     }
     let c = c_values(&body);
-    assert_eq!(
-        c["size"],
-        abi::event::SIZE as u64,
-        "sizeof(struct sockdump_event)"
-    );
+    assert_eq!(c["size"], abi::event::SIZE as u64, "sizeof(struct sockdump_event)");
     for f in abi::event::FIELDS {
-        assert_eq!(
-            c[&format!("{}.offset", f.name)],
-            f.offset as u64,
-            "offset of {}",
-            f.name
-        );
-        assert_eq!(
-            c[&format!("{}.size", f.name)],
-            f.size as u64,
-            "size of {}",
-            f.name
-        );
+        assert_eq!(c[&format!("{}.offset", f.name)], f.offset as u64, "offset of {}", f.name);
+        assert_eq!(c[&format!("{}.size", f.name)], f.size as u64, "size of {}", f.name);
     }
 }
 
@@ -96,9 +79,7 @@ fn every_header_field_is_mirrored() {
     // Field names of struct sockdump_event, read from the header text, so a
     // field added in C without a Rust counterpart fails here.
     let text = std::fs::read_to_string(header()).unwrap();
-    let start = text
-        .find("struct sockdump_event {")
-        .expect("struct in header");
+    let start = text.find("struct sockdump_event {").expect("struct in header");
     let end = start + text[start..].find("};").unwrap();
     let mirrored: Vec<&str> = abi::event::FIELDS.iter().map(|f| f.name).collect();
     for line in text[start..end].lines().skip(1) {
@@ -111,10 +92,7 @@ fn every_header_field_is_mirrored() {
         if name.starts_with("pad") {
             continue;
         }
-        assert!(
-            mirrored.contains(&name),
-            "header field {name} is not in abi::event::FIELDS"
-        );
+        assert!(mirrored.contains(&name), "header field {name} is not in abi::event::FIELDS");
     }
 }
 
@@ -139,10 +117,7 @@ fn constants_match_the_header() {
         ("SOCKDUMP_SOCK_DGRAM", abi::sock_type::DGRAM.into()),
         ("SOCKDUMP_SOCK_SEQPACKET", abi::sock_type::SEQPACKET.into()),
     ];
-    let body: String = pairs
-        .iter()
-        .map(|(name, _)| print_value(name, name))
-        .collect();
+    let body: String = pairs.iter().map(|(name, _)| print_value(name, name)).collect();
     let c = c_values(&body);
     for (name, rust) in pairs {
         assert_eq!(c[*name], *rust, "{name}");

@@ -7,8 +7,7 @@
 struct Aligned<T: ?Sized>(T);
 
 // The ELF parser reads the object in place: it must be 8-byte aligned.
-static OBJECT: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/sockdump.bpf.o")));
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/sockdump.bpf.o")));
 
 /// The compiled eBPF object (ELF with BTF and CO-RE relocations).
 pub fn object() -> &'static [u8] {
@@ -33,13 +32,8 @@ pub mod programs {
     ];
     /// One exit program serves every syscall above.
     pub const TRACEPOINT_EXIT: &str = "tp_exit_send";
-    pub const TRACEPOINT_EXITS: &[&str] = &[
-        "sys_exit_write",
-        "sys_exit_writev",
-        "sys_exit_sendto",
-        "sys_exit_sendmsg",
-        "sys_exit_sendmmsg",
-    ];
+    pub const TRACEPOINT_EXITS: &[&str] =
+        &["sys_exit_write", "sys_exit_writev", "sys_exit_sendto", "sys_exit_sendmsg", "sys_exit_sendmmsg"];
     /// The kernel functions the fentry and kprobe families hook.
     pub const STREAM_SENDMSG: &str = "unix_stream_sendmsg";
     pub const DGRAM_SENDMSG: &str = "unix_dgram_sendmsg";

@@ -212,12 +212,8 @@ impl Capture {
     }
 
     fn from_ebpf(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
-        let ring = ebpf
-            .take_map(maps::EVENTS)
-            .context("eBPF object has no events map")?;
-        let counters = ebpf
-            .take_map(maps::COUNTERS)
-            .context("eBPF object has no counters map")?;
+        let ring = ebpf.take_map(maps::EVENTS).context("eBPF object has no events map")?;
+        let counters = ebpf.take_map(maps::COUNTERS).context("eBPF object has no counters map")?;
         Ok(Capture {
             hook,
             ring: RingBuf::try_from(ring)?,
@@ -252,10 +248,7 @@ impl Capture {
 
     pub fn counters(&self) -> Result<KernelCounters> {
         let read = |index: u32| -> Result<u64> {
-            let per_cpu = self
-                .counters
-                .get(&index, 0)
-                .context("cannot read the kernel counters")?;
+            let per_cpu = self.counters.get(&index, 0).context("cannot read the kernel counters")?;
             Ok(per_cpu.iter().sum())
         };
         Ok(KernelCounters {
@@ -267,15 +260,9 @@ impl Capture {
 }
 
 fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error {
-    let reasons: Vec<String> = failures
-        .iter()
-        .map(|f| format!("{}: {}", f.hook, f.reason))
-        .collect();
+    let reasons: Vec<String> = failures.iter().map(|f| format!("{}: {}", f.hook, f.reason)).collect();
     match choice {
-        HookChoice::Auto => anyhow!(
-            "no hook family works on this kernel ({})",
-            reasons.join("; ")
-        ),
+        HookChoice::Auto => anyhow!("no hook family works on this kernel ({})", reasons.join("; ")),
         _ => anyhow!(
             "--hook {} is not available on this kernel: {}; try --hook auto",
             failures.first().map_or("?", |f| f.hook.name()),
@@ -298,14 +285,10 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
             ] {
                 let program = program_mut(ebpf, name)?;
                 let attached = if exit {
-                    let p: &mut FExit = program
-                        .try_into()
-                        .map_err(|e: ProgramError| e.to_string())?;
+                    let p: &mut FExit = program.try_into().map_err(|e: ProgramError| e.to_string())?;
                     p.load(function, btf).and_then(|()| p.attach().map(drop))
                 } else {
-                    let p: &mut FEntry = program
-                        .try_into()
-                        .map_err(|e: ProgramError| e.to_string())?;
+                    let p: &mut FEntry = program.try_into().map_err(|e: ProgramError| e.to_string())?;
                     p.load(function, btf).and_then(|()| p.attach().map(drop))
                 };
                 attached.map_err(|e| explain(function, e))?;
@@ -313,9 +296,8 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
         }
         Hook::Kprobe => {
             for name in [programs::KRETPROBE, programs::KPROBE] {
-                let p: &mut KProbe = program_mut(ebpf, name)?
-                    .try_into()
-                    .map_err(|e: ProgramError| e.to_string())?;
+                let p: &mut KProbe =
+                    program_mut(ebpf, name)?.try_into().map_err(|e: ProgramError| e.to_string())?;
                 p.load().map_err(|e| explain(name, e))?;
                 for function in [programs::STREAM_SENDMSG, programs::DGRAM_SENDMSG] {
                     p.attach(function, 0).map_err(|e| explain(function, e))?;
@@ -327,31 +309,23 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
             let p: &mut TracePoint = program_mut(ebpf, programs::TRACEPOINT_EXIT)?
                 .try_into()
                 .map_err(|e: ProgramError| e.to_string())?;
-            p.load()
-                .map_err(|e| explain(programs::TRACEPOINT_EXIT, e))?;
+            p.load().map_err(|e| explain(programs::TRACEPOINT_EXIT, e))?;
             for tracepoint in programs::TRACEPOINT_EXITS {
-                p.attach("syscalls", tracepoint)
-                    .map_err(|e| explain(tracepoint, e))?;
+                p.attach("syscalls", tracepoint).map_err(|e| explain(tracepoint, e))?;
             }
             for (name, tracepoint) in programs::TRACEPOINT_ENTERS {
-                let p: &mut TracePoint = program_mut(ebpf, name)?
-                    .try_into()
-                    .map_err(|e: ProgramError| e.to_string())?;
+                let p: &mut TracePoint =
+                    program_mut(ebpf, name)?.try_into().map_err(|e: ProgramError| e.to_string())?;
                 p.load().map_err(|e| explain(name, e))?;
-                p.attach("syscalls", tracepoint)
-                    .map_err(|e| explain(tracepoint, e))?;
+                p.attach("syscalls", tracepoint).map_err(|e| explain(tracepoint, e))?;
             }
         }
     }
     Ok(())
 }
 
-fn program_mut<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &str,
-) -> Result<&'a mut aya::programs::Program, String> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("eBPF object has no program {name}"))
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program, String> {
+    ebpf.program_mut(name).ok_or_else(|| format!("eBPF object has no program {name}"))
 }
 
 /// The kernel's internal "operation not supported" (not in libc), which BPF
@@ -362,10 +336,7 @@ const ENOTSUPP: i32 = 524;
 /// them when verbose.
 fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: bool) -> String {
     match err {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
+        ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
             let hint = match (hook, io_error.raw_os_error()) {
                 (Hook::Fentry, Some(libc::EPERM)) => {
@@ -380,10 +351,7 @@ fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: boo
             if verbose && !log.trim().is_empty() {
                 format!("loading {what} failed: {io_error}{hint}; verifier log:\n{log}")
             } else {
-                format!(
-                    "loading {what} failed: {io_error}{hint}{}",
-                    summarize_verifier_log(&log)
-                )
+                format!("loading {what} failed: {io_error}{hint}{}", summarize_verifier_log(&log))
             }
         }
         ProgramError::SyscallError(err) => {
@@ -396,10 +364,7 @@ fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: boo
                 }
                 _ => "",
             };
-            format!(
-                "attaching to {what} failed: {} returned {}{hint}",
-                err.call, err.io_error
-            )
+            format!("attaching to {what} failed: {} returned {}{hint}", err.call, err.io_error)
         }
         other => {
             let mut text = format!("{what}: {other}");
@@ -421,12 +386,7 @@ fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: boo
 
 /// The verifier's verdict is in the last lines of its log.
 fn summarize_verifier_log(log: &str) -> String {
-    let tail: Vec<&str> = log
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .rev()
-        .take(3)
-        .collect();
+    let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).rev().take(3).collect();
     if tail.is_empty() {
         return String::new();
     }
@@ -464,8 +424,7 @@ mod tests {
 
     #[test]
     fn verifier_summary_keeps_the_last_lines() {
-        let log =
-            "0: (b7) r0 = 0\n1: (95) exit\n\nR1 invalid mem access 'scalar'\nprocessed 2 insns\n";
+        let log = "0: (b7) r0 = 0\n1: (95) exit\n\nR1 invalid mem access 'scalar'\nprocessed 2 insns\n";
         assert_eq!(
             summarize_verifier_log(log),
             "; verifier: 1: (95) exit | R1 invalid mem access 'scalar' | processed 2 insns (-v shows the whole log)"

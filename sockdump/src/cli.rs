@@ -111,10 +111,7 @@ mod tests {
     fn defaults_are_the_original_tools() {
         let cli = parse(&[]).unwrap();
         assert_eq!(cli.format, Format::Hex);
-        assert_eq!(
-            (cli.seg_size, cli.segs_per_msg, cli.segs_in_buffer),
-            (51200, 10, 100)
-        );
+        assert_eq!((cli.seg_size, cli.segs_per_msg, cli.segs_in_buffer), (51200, 10, 100));
         assert_eq!(cli.hook, HookChoice::Auto);
         assert!(cli.output.is_none() && cli.sock_prefix().is_none());
     }
@@ -133,14 +130,8 @@ mod tests {
 
     #[test]
     fn positional_socket_is_the_original_syntax() {
-        assert_eq!(
-            parse(&["/run/docker.sock*"]).unwrap().sock_prefix(),
-            Some("/run/docker.sock")
-        );
-        assert_eq!(
-            parse(&["--sock", "@abs"]).unwrap().sock_prefix(),
-            Some("@abs")
-        );
+        assert_eq!(parse(&["/run/docker.sock*"]).unwrap().sock_prefix(), Some("/run/docker.sock"));
+        assert_eq!(parse(&["--sock", "@abs"]).unwrap().sock_prefix(), Some("@abs"));
         assert!(parse(&["--sock", "/a", "/b"]).is_err());
     }
 }

@@ -12,9 +12,12 @@ pub struct WallClock {
 
 fn nanos(clock: ClockId) -> i128 {
     // clock_gettime cannot fail for these clocks on Linux.
-    clock_gettime(clock).map_or(0, |t| {
-        i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
-    })
+    clock_gettime(clock).map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+}
+
+/// CLOCK_MONOTONIC now, the clock of kernel timestamps.
+pub fn monotonic_ns() -> u64 {
+    nanos(ClockId::CLOCK_MONOTONIC) as u64
 }
 
 impl WallClock {
@@ -24,9 +27,7 @@ impl WallClock {
         let before = nanos(ClockId::CLOCK_MONOTONIC);
         let real = nanos(ClockId::CLOCK_REALTIME);
         let after = nanos(ClockId::CLOCK_MONOTONIC);
-        WallClock {
-            offset_ns: real - (before + after) / 2,
-        }
+        WallClock { offset_ns: real - (before + after) / 2 }
     }
 
     /// A clock with a given offset, for tests and recorded captures.

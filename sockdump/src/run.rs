@@ -12,7 +12,7 @@ use sockdump_common::{abi, Event};
 
 use crate::capture::{self, Capture, Filter, KernelCounters, Settings, SocketFile};
 use crate::cli::Cli;
-use crate::clock::{WallClock, Zone};
+use crate::clock::{self, WallClock, Zone};
 use crate::output::{self, text::TextSink, Sink, Stats};
 use crate::system;
 
@@ -31,10 +31,7 @@ pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result
     let verbose = cli.verbose > 0;
     let mut capture = Capture::start(settings, cli.hook, |failure| {
         if verbose {
-            eprintln!(
-                "sockdump: hook {} not available: {}",
-                failure.hook, failure.reason
-            );
+            eprintln!("sockdump: hook {} not available: {}", failure.hook, failure.reason);
         }
     })?;
     eprintln!(
@@ -46,10 +43,7 @@ pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result
 
     let tally = pump(&mut capture, sink, &stop, cli.count)?;
     let counters = capture.counters()?;
-    let stats = Stats {
-        captured: tally.captured,
-        lost: counters.lost() + tally.malformed,
-    };
+    let stats = Stats { captured: tally.captured, lost: counters.lost() + tally.malformed };
     // A reader that went away (EPIPE) ends the capture, not an error.
     ignore_broken_pipe(sink.finish(&stats)).context("cannot finish the output")?;
     eprintln!("{} packets captured, {} lost", stats.captured, stats.lost);
@@ -66,23 +60,21 @@ struct Tally {
 }
 
 /// Moves records from the ring buffer to the sink. After a stop request it
-/// drains what is already in the ring once more, then returns.
-fn pump(
-    capture: &mut Capture,
-    sink: &mut dyn Sink,
-    stop: &AtomicBool,
-    limit: Option<u64>,
-) -> Result<Tally> {
+/// drains what was sent before the request, then returns: messages sent
+/// later (say, by a reader of sockdump's own output) cannot keep it going.
+fn pump(capture: &mut Capture, sink: &mut dyn Sink, stop: &AtomicBool, limit: Option<u64>) -> Result<Tally> {
     let mut tally = Tally::default();
     let limit = limit.unwrap_or(u64::MAX);
     loop {
         let stopping = stop.load(Ordering::SeqCst);
+        let sent_before = if stopping { clock::monotonic_ns() } else { u64::MAX };
         let mut write_error = None;
         capture.drain(|record| {
             if tally.captured >= limit {
                 return false;
             }
             match Event::parse(record) {
+                Ok(event) if event.timestamp_ns > sent_before => return false,
                 Ok(event) => match sink.write_event(&event) {
                     Ok(()) => tally.captured += 1,
                     Err(err) => {
@@ -155,12 +147,7 @@ pub fn settings_from(cli: &Cli) -> Result<Settings> {
         None => (None, None),
     };
     Ok(Settings {
-        filter: Filter {
-            pid: cli.pid,
-            comm,
-            sock_prefix,
-            sock_file,
-        },
+        filter: Filter { pid: cli.pid, comm, sock_prefix, sock_file },
         seg_size: cli.seg_size,
         segs_per_msg: cli.segs_per_msg,
         ring_bytes: capture::ring_bytes(cli.seg_size, cli.segs_in_buffer)?,
@@ -178,20 +165,12 @@ pub fn sun_path_prefix(sock: &str) -> Result<Vec<u8>> {
         bail!("--sock is empty: give a socket path or prefix, or leave it out to capture every socket");
     }
     // A path needs its terminating NUL inside sun_path; an abstract name does not.
-    let room = if bytes[0] == 0 {
-        abi::PATH_MAX
-    } else {
-        abi::PATH_MAX - 1
-    };
+    let room = if bytes[0] == 0 { abi::PATH_MAX } else { abi::PATH_MAX - 1 };
     if bytes.len() > room {
         bail!(
             "--sock {sock}: {} bytes, but a unix socket {} holds at most {} bytes",
             bytes.len() - usize::from(bytes[0] == 0),
-            if bytes[0] == 0 {
-                "abstract name"
-            } else {
-                "path"
-            },
+            if bytes[0] == 0 { "abstract name" } else { "path" },
             room - usize::from(bytes[0] == 0)
         );
     }
@@ -205,10 +184,7 @@ fn socket_file(sock: &str) -> Option<SocketFile> {
         return None;
     }
     let meta = std::fs::metadata(Path::new(sock)).ok()?;
-    meta.file_type().is_socket().then(|| SocketFile {
-        ino: meta.ino(),
-        dev: system::kernel_dev(meta.dev()),
-    })
+    meta.file_type().is_socket().then(|| SocketFile { ino: meta.ino(), dev: system::kernel_dev(meta.dev()) })
 }
 
 #[cfg(test)]
@@ -225,10 +201,7 @@ mod tests {
     fn over_long_paths_are_refused() {
         assert!(sun_path_prefix(&"a".repeat(107)).is_ok());
         let err = sun_path_prefix(&"a".repeat(108)).unwrap_err().to_string();
-        assert!(
-            err.contains("108 bytes") && err.contains("at most 107"),
-            "{err}"
-        );
+        assert!(err.contains("108 bytes") && err.contains("at most 107"), "{err}");
         assert!(sun_path_prefix(&format!("@{}", "a".repeat(107))).is_ok());
         assert!(sun_path_prefix(&format!("@{}", "a".repeat(108))).is_err());
         assert!(sun_path_prefix("").is_err());
@@ -242,11 +215,7 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let file = socket_file(path.to_str().unwrap()).expect("a socket file");
         assert_eq!(file.ino, std::fs::metadata(&path).unwrap().ino());
-        assert_eq!(
-            socket_file(dir.to_str().unwrap()),
-            None,
-            "a directory is not a socket"
-        );
+        assert_eq!(socket_file(dir.to_str().unwrap()), None, "a directory is not a socket");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

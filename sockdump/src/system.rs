@@ -15,8 +15,7 @@ const CAP_BPF: u32 = 39;
 
 /// The effective capability set of this process (`CapEff` in /proc/self/status).
 fn effective_capabilities() -> Result<u64> {
-    let status =
-        fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let status = fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     let hex = status
         .lines()
         .find_map(|line| line.strip_prefix("CapEff:"))
@@ -43,9 +42,7 @@ pub fn check_privileges() -> Result<()> {
         "needs root or CAP_BPF + CAP_PERFMON (missing {}): run it with sudo, or give the binary \
          the capabilities with `sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep {}`",
         missing.join(" + "),
-        std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "sockdump".into())
+        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "sockdump".into())
     )
 }
 
@@ -62,11 +59,7 @@ pub fn check_btf() -> Result<()> {
 
 /// Tracepoint ids are read from tracefs; mount it when it is missing.
 pub fn ensure_tracefs() -> Result<()> {
-    let mounted = |dir: &str| {
-        fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    };
+    let mounted = |dir: &str| fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
     if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
         return Ok(());
     }

@@ -49,7 +49,10 @@ fn events() -> Vec<Event<'static>> {
             path: SocketName::Unnamed,
             peer_path: SocketName::Unnamed,
             len: 20,
-            data: &[0, 1, 2, 0x7f, 0x80, 0xff, b'a', b' ', b'~', 9, 10, 13, 0x1b, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47],
+            data: &[
+                0, 1, 2, 0x7f, 0x80, 0xff, b'a', b' ', b'~', 9, 10, 13, 0x1b, 0x41, 0x42, 0x43, 0x44, 0x45,
+                0x46, 0x47,
+            ],
             ..base.clone()
         },
         // an unconnected datagram: the destination is shown, no peer pid
@@ -69,24 +72,22 @@ fn events() -> Vec<Event<'static>> {
         Event {
             sock_type: SockType::SeqPacket,
             comm: b"dbus-daemon",
-            flags: EventFlags(sockdump_common::abi::flag::TRUNC_SIZE | sockdump_common::abi::flag::TRUNC_SEGS),
+            flags: EventFlags(
+                sockdump_common::abi::flag::TRUNC_SIZE | sockdump_common::abi::flag::TRUNC_SEGS,
+            ),
             path: SocketName::Abstract(b"/tmp/dbus-x\0y"),
             len: 100_000,
             data: b"l\x01\x00\x01\x08\x00\x00\x00",
             ..base.clone()
         },
         // bytes the kernel could not give (sendfile): nothing captured
-        Event {
-            flags: EventFlags(sockdump_common::abi::flag::UNREADABLE),
-            len: 4096,
-            data: b"",
-            ..base
-        },
+        Event { flags: EventFlags(sockdump_common::abi::flag::UNREADABLE), len: 4096, data: b"", ..base },
     ]
 }
 
 fn render(format: Format) -> Vec<u8> {
-    let mut sink = TextSink::new(Vec::new(), format, WallClock::with_offset(1_764_071_744_000_000_000), Zone::Utc);
+    let mut sink =
+        TextSink::new(Vec::new(), format, WallClock::with_offset(1_764_071_744_000_000_000), Zone::Utc);
     for event in events() {
         sink.write_event(&event).unwrap();
     }

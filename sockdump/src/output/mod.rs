@@ -35,9 +35,7 @@ pub type Destination = Box<dyn Write + Send>;
 pub fn open_destination(path: Option<&Path>) -> Result<Destination> {
     match path {
         None => Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
-        Some(p) if p == Path::new("-") => {
-            Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())))
-        }
+        Some(p) if p == Path::new("-") => Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
         Some(p) => {
             let file = OpenOptions::new()
                 .write(true)

@@ -18,12 +18,7 @@ pub struct TextSink<W: Write> {
 
 impl<W: Write> TextSink<W> {
     pub fn new(out: W, format: Format, clock: WallClock, zone: Zone) -> Self {
-        TextSink {
-            out,
-            format,
-            clock,
-            zone,
-        }
+        TextSink { out, format, clock, zone }
     }
 
     pub fn into_inner(self) -> W {
@@ -54,11 +49,7 @@ impl<W: Write> Sink for TextSink<W> {
 /// send, else the sender's own name, else its peer's, else the sender's
 /// inode as /proc/PID/fd shows it.
 pub fn shown_path<'a>(event: &Event<'a>) -> ShownPath<'a> {
-    let name = if event.flags.peer_is_dest() {
-        event.peer_path
-    } else {
-        event.conversation_name()
-    };
+    let name = if event.flags.peer_is_dest() { event.peer_path } else { event.conversation_name() };
     match name {
         SocketName::Unnamed => ShownPath::Inode(event.sock_ino),
         named => ShownPath::Name(named),
@@ -81,12 +72,7 @@ impl std::fmt::Display for ShownPath<'_> {
 
 /// `<time> >>> process <comm> [<pid> -> <peer pid>] path <path> len <captured>(<sent>)`,
 /// and a note when the bytes are incomplete.
-pub fn write_header(
-    out: &mut impl Write,
-    event: &Event<'_>,
-    clock: WallClock,
-    zone: Zone,
-) -> io::Result<()> {
+pub fn write_header(out: &mut impl Write, event: &Event<'_>, clock: WallClock, zone: Zone) -> io::Result<()> {
     write!(
         out,
         "{} >>> process {} [{} -> ",
@@ -98,13 +84,7 @@ pub fn write_header(
         0 => out.write_all(b"?")?,
         pid => write!(out, "{pid}")?,
     }
-    write!(
-        out,
-        "] path {} len {}({})",
-        shown_path(event),
-        event.data.len(),
-        event.len
-    )?;
+    write!(out, "] path {} len {}({})", shown_path(event), event.data.len(), event.len)?;
     if event.flags.truncated_size() {
         out.write_all(b" [truncated by --seg-size]")?;
     }
@@ -129,22 +109,14 @@ pub fn write_hex(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
                 line.push(b' ');
             }
             match chunk.get(column) {
-                Some(&b) => line.extend_from_slice(&[
-                    DIGITS[usize::from(b >> 4)],
-                    DIGITS[usize::from(b & 15)],
-                    b' ',
-                ]),
+                Some(&b) => {
+                    line.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)], b' '])
+                }
                 None => line.extend_from_slice(b"   "),
             }
         }
         line.push(b' ');
-        line.extend(chunk.iter().map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b
-            } else {
-                b'.'
-            }
-        }));
+        line.extend(chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b } else { b'.' }));
         line.push(b'\n');
         out.write_all(&line)?;
     }

@@ -40,22 +40,14 @@ fn parse_options(args: &[String]) -> Result<Options> {
         // Next to this binary, as cargo and the VM images lay them out.
         None => std::env::current_exe()?.with_file_name("sockdump"),
     };
-    Ok(Options {
-        sockdump,
-        hook,
-        names,
-    })
+    Ok(Options { sockdump, hook, names })
 }
 
 fn run(options: &Options) -> Result<bool> {
     let selected: Vec<&'static scenarios::Scenario> = if options.names.is_empty() {
         scenarios::SCENARIOS.iter().collect()
     } else {
-        options
-            .names
-            .iter()
-            .map(|n| scenarios::find(n))
-            .collect::<Result<_>>()?
+        options.names.iter().map(|n| scenarios::find(n)).collect::<Result<_>>()?
     };
     let me = std::env::current_exe()?;
     let started = Instant::now();
@@ -66,12 +58,7 @@ fn run(options: &Options) -> Result<bool> {
             None => println!("RESULT {} {} PASS", options.hook, outcome.scenario),
             Some(why) => {
                 ok = false;
-                println!(
-                    "RESULT {} {} FAIL {}",
-                    options.hook,
-                    outcome.scenario,
-                    why.replace('\n', " ")
-                );
+                println!("RESULT {} {} FAIL {}", options.hook, outcome.scenario, why.replace('\n', " "));
             }
         }
     }
@@ -87,24 +74,15 @@ fn run(options: &Options) -> Result<bool> {
 /// A forced hook the kernel lacks: a clear one-line error and a failure exit, quickly.
 fn refused(options: &Options) -> Result<bool> {
     let started = Instant::now();
-    let out = Command::new(&options.sockdump)
-        .args(["--hook", &options.hook, "-c", "1"])
-        .output()?;
+    let out = Command::new(&options.sockdump).args(["--hook", &options.hook, "-c", "1"]).output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let expected = format!(
-        "sockdump: --hook {} is not available on this kernel: ",
-        options.hook
-    );
+    let expected = format!("sockdump: --hook {} is not available on this kernel: ", options.hook);
     let ok = !out.status.success()
         && stderr.lines().count() == 1
         && stderr.starts_with(&expected)
         && started.elapsed() < Duration::from_secs(60);
     let verdict = if ok { "PASS" } else { "FAIL" };
-    println!(
-        "RESULT {} refused {verdict} {}",
-        options.hook,
-        stderr.trim().replace('\n', " | ")
-    );
+    println!("RESULT {} refused {verdict} {}", options.hook, stderr.trim().replace('\n', " | "));
     Ok(ok)
 }
 

@@ -19,9 +19,7 @@ pub struct Printed {
 
 /// `HH:MM:SS.uuuuuu >>> process COMM [PID -> PEER] path PATH len CAP(LEN) [note]...`
 fn parse_header(line: &str) -> Result<Printed> {
-    let (time, rest) = line
-        .split_once(" >>> process ")
-        .context("no `>>> process`")?;
+    let (time, rest) = line.split_once(" >>> process ").context("no `>>> process`")?;
     if time.len() != 15 || time.as_bytes()[8] != b'.' {
         bail!("time {time:?} is not HH:MM:SS.uuuuuu");
     }
@@ -33,18 +31,12 @@ fn parse_header(line: &str) -> Result<Printed> {
         Some((lengths, notes)) => (lengths, format!("[{notes}")),
         None => (rest, String::new()),
     };
-    let (captured, len) = lengths
-        .strip_suffix(')')
-        .and_then(|l| l.split_once('('))
-        .context("no `CAP(LEN)`")?;
+    let (captured, len) =
+        lengths.strip_suffix(')').and_then(|l| l.split_once('(')).context("no `CAP(LEN)`")?;
     Ok(Printed {
         comm: comm.to_string(),
         pid: pid.parse()?,
-        peer_pid: if peer == "?" {
-            None
-        } else {
-            Some(peer.parse()?)
-        },
+        peer_pid: if peer == "?" { None } else { Some(peer.parse()?) },
         path: path.to_string(),
         captured: captured.parse()?,
         len: len.parse()?,
@@ -64,9 +56,7 @@ fn parse_hex_line(line: &str, data: &mut Vec<u8>) -> Result<()> {
     if offset != data.len() {
         bail!("hex line at offset {offset:#x}, expected {:#x}", data.len());
     }
-    let hex = line
-        .get(offset_len + 1..offset_len + 51)
-        .context("short hex line")?;
+    let hex = line.get(offset_len + 1..offset_len + 51).context("short hex line")?;
     for byte in hex.split_whitespace() {
         data.push(u8::from_str_radix(byte, 16).with_context(|| format!("bad hex byte {byte:?}"))?);
     }
@@ -88,12 +78,7 @@ pub fn parse_hex_output(text: &str) -> Result<Vec<Printed>> {
     }
     for r in &records {
         if r.data.len() != r.captured {
-            bail!(
-                "record of {} says {} bytes captured but shows {}",
-                r.comm,
-                r.captured,
-                r.data.len()
-            );
+            bail!("record of {} says {} bytes captured but shows {}", r.comm, r.captured, r.data.len());
         }
     }
     Ok(records)
@@ -117,23 +102,16 @@ mod tests {
         assert_eq!((r[0].pid, r[0].peer_pid), (10, None));
         assert_eq!(r[0].path, "/tmp/a b.sock");
         assert_eq!((r[0].captured, r[0].len), (20, 70000));
-        assert_eq!(
-            r[0].notes,
-            ["truncated by --seg-size", "bytes not readable"]
-        );
+        assert_eq!(r[0].notes, ["truncated by --seg-size", "bytes not readable"]);
         assert_eq!(r[0].data, b"GET / HTTP/1.1\r\nHost");
-        assert_eq!(
-            (r[1].peer_pid, r[1].path.as_str()),
-            (Some(10), "socket:[5]")
-        );
+        assert_eq!((r[1].peer_pid, r[1].path.as_str()), (Some(10), "socket:[5]"));
     }
 
     #[test]
     fn rejects_inconsistent_output() {
         assert!(parse_hex_output("0000  41\n").is_err());
-        assert!(parse_hex_output(
-            "12:00:00.000001 >>> process a [1 -> 2] path p len 2(2)\n0000  41\n"
-        )
-        .is_err());
+        assert!(
+            parse_hex_output("12:00:00.000001 >>> process a [1 -> 2] path p len 2(2)\n0000  41\n").is_err()
+        );
     }
 }

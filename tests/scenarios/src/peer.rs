@@ -18,10 +18,7 @@ pub struct Limits {
     pub segs_per_msg: usize,
 }
 
-pub const DEFAULT_LIMITS: Limits = Limits {
-    seg_size: 51200,
-    segs_per_msg: 10,
-};
+pub const DEFAULT_LIMITS: Limits = Limits { seg_size: 51200, segs_per_msg: 10 };
 
 /// A message a peer sent, and what sockdump must print for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +49,8 @@ pub const NOTE_SEG_SIZE: &str = "truncated by --seg-size";
 pub const NOTE_SEGS: &str = "truncated by --segs-per-msg";
 
 fn current_comm() -> Result<String> {
-    let comm = std::fs::read_to_string("/proc/thread-self/comm")
-        .context("cannot read /proc/thread-self/comm")?;
+    let comm =
+        std::fs::read_to_string("/proc/thread-self/comm").context("cannot read /proc/thread-self/comm")?;
     Ok(comm.trim_end_matches('\n').to_string())
 }
 
@@ -86,13 +83,7 @@ impl Peer {
     }
 
     /// Records a message of one buffer that the kernel accepted `sent` bytes of.
-    pub fn expect(
-        &mut self,
-        buf: &[u8],
-        sent: usize,
-        path: &str,
-        peer_pid: Option<u32>,
-    ) -> Result<()> {
+    pub fn expect(&mut self, buf: &[u8], sent: usize, path: &str, peer_pid: Option<u32>) -> Result<()> {
         self.expect_segments(&[buf], sent, path, peer_pid)
     }
 
@@ -159,12 +150,8 @@ impl Peer {
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(read_end);
-                let mut peer = Peer {
-                    dir: self.dir.clone(),
-                    limits: self.limits,
-                    sent: Vec::new(),
-                    ready: true,
-                };
+                let mut peer =
+                    Peer { dir: self.dir.clone(), limits: self.limits, sent: Vec::new(), ready: true };
                 let outcome = child(&mut peer).and_then(|()| {
                     let mut pipe = std::fs::File::from(write_end);
                     pipe.write_all(&serde_json::to_vec(&peer.sent)?)?;
@@ -182,10 +169,7 @@ impl Peer {
             }
             ForkResult::Parent { child } => {
                 drop(write_end);
-                Ok(Child {
-                    pid: child,
-                    report: read_end,
-                })
+                Ok(Child { pid: child, report: read_end })
             }
         }
     }
@@ -213,12 +197,7 @@ pub struct Child {
 /// The peer process: prepare, report the pid, wait for GO, send, report
 /// what was sent.
 pub fn serve(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<()> {
-    let mut peer = Peer {
-        dir,
-        limits: scenario.limits,
-        sent: Vec::new(),
-        ready: false,
-    };
+    let mut peer = Peer { dir, limits: scenario.limits, sent: Vec::new(), ready: false };
     if !scenario.prepares {
         peer.ready()?;
     }

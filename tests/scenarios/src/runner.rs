@@ -53,14 +53,7 @@ fn spawn_peer(me: &Path, scenario: &'static Scenario, dir: PathBuf) -> Result<Ru
         .strip_prefix("READY ")
         .and_then(|pid| pid.trim().parse().ok())
         .with_context(|| format!("peer {} said {line:?} instead of READY", scenario.name))?;
-    Ok(RunningPeer {
-        scenario,
-        process,
-        stdin,
-        stdout,
-        pid,
-        dir,
-    })
+    Ok(RunningPeer { scenario, process, stdin, stdout, pid, dir })
 }
 
 impl RunningPeer {
@@ -112,12 +105,7 @@ impl Sockdump {
             .with_context(|| format!("cannot start {}", sockdump.display()))?;
         let stdout = collect_lines(process.stdout.take().context("sockdump stdout")?);
         let stderr = collect_lines(process.stderr.take().context("sockdump stderr")?);
-        let mut me = Sockdump {
-            process,
-            stdout,
-            stderr,
-            stderr_lines: Vec::new(),
-        };
+        let mut me = Sockdump { process, stdout, stderr, stderr_lines: Vec::new() };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -168,12 +156,7 @@ impl Sockdump {
 }
 
 /// Runs `scenarios` with sockdump at `sockdump` and `--hook hook`.
-pub fn run(
-    me: &Path,
-    sockdump: &Path,
-    hook: &str,
-    scenarios: &[&'static Scenario],
-) -> Result<Vec<Outcome>> {
+pub fn run(me: &Path, sockdump: &Path, hook: &str, scenarios: &[&'static Scenario]) -> Result<Vec<Outcome>> {
     let base = std::env::temp_dir().join(format!("sdscen-{}", std::process::id()));
     let mut peers = Vec::new();
     for scenario in scenarios {
@@ -182,10 +165,7 @@ pub fn run(
     // Scenarios with the same options share one sockdump run.
     let mut sessions: BTreeMap<Vec<String>, Vec<RunningPeer>> = BTreeMap::new();
     for peer in peers {
-        let options = (peer.scenario.options)(&Setup {
-            pid: peer.pid,
-            dir: &peer.dir,
-        });
+        let options = (peer.scenario.options)(&Setup { pid: peer.pid, dir: &peer.dir });
         sessions.entry(options).or_default().push(peer);
     }
     let mut outcomes = Vec::new();
@@ -193,10 +173,9 @@ pub fn run(
         let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
         match run_session(sockdump, hook, &options, peers) {
             Ok(mut results) => outcomes.append(&mut results),
-            Err(err) => outcomes.extend(names.into_iter().map(|scenario| Outcome {
-                scenario,
-                failure: Some(format!("{err:#}")),
-            })),
+            Err(err) => outcomes.extend(
+                names.into_iter().map(|scenario| Outcome { scenario, failure: Some(format!("{err:#}")) }),
+            ),
         }
     }
     let _ = std::fs::remove_dir_all(&base);
@@ -228,9 +207,8 @@ fn run_session(
     let deadline = Instant::now() + PEER_TIMEOUT;
     while reports.len() < scenarios.len() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let (name, report) = done_rx
-            .recv_timeout(left)
-            .map_err(|_| anyhow!("peers did not finish in time"))?;
+        let (name, report) =
+            done_rx.recv_timeout(left).map_err(|_| anyhow!("peers did not finish in time"))?;
         reports.insert(name, report);
     }
     let (stdout, stderr) = capture.finish(!stops_itself)?;
@@ -240,15 +218,10 @@ fn run_session(
         .into_iter()
         .map(|scenario| {
             let failure = match &reports[scenario.name] {
-                Ok(sent) => compare(scenario, sent, &printed)
-                    .err()
-                    .map(|e| format!("{e:#}")),
+                Ok(sent) => compare(scenario, sent, &printed).err().map(|e| format!("{e:#}")),
                 Err(err) => Some(format!("peer failed: {err:#}")),
             };
-            Outcome {
-                scenario: scenario.name,
-                failure,
-            }
+            Outcome { scenario: scenario.name, failure }
         })
         .collect())
 }
@@ -258,19 +231,11 @@ fn check_totals(stderr: &[String], printed: usize) -> Result<()> {
     let line = stderr
         .iter()
         .find(|l| l.contains("packets captured"))
-        .with_context(|| {
-            format!(
-                "no `packets captured` line on stderr: {}",
-                stderr.join(" | ")
-            )
-        })?;
+        .with_context(|| format!("no `packets captured` line on stderr: {}", stderr.join(" | ")))?;
     let (captured, lost) = line
         .split_once(" packets captured, ")
         .and_then(|(c, rest)| {
-            Some((
-                c.parse::<usize>().ok()?,
-                rest.strip_suffix(" lost")?.parse::<u64>().ok()?,
-            ))
+            Some((c.parse::<usize>().ok()?, rest.strip_suffix(" lost")?.parse::<u64>().ok()?))
         })
         .with_context(|| format!("cannot read {line:?}"))?;
     if captured != printed {
@@ -310,19 +275,15 @@ fn describe(p: &Printed) -> String {
 /// and for exclusive scenarios nothing else printed.
 fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()> {
     let pids: Vec<u32> = sent.iter().map(|s| s.pid).collect();
-    let mut unused: Vec<&Printed> = printed
-        .iter()
-        .filter(|p| scenario.exclusive || pids.contains(&p.pid))
-        .collect();
+    let mut unused: Vec<&Printed> =
+        printed.iter().filter(|p| scenario.exclusive || pids.contains(&p.pid)).collect();
     for expected in sent.iter().filter(|s| s.captured) {
         match unused.iter().position(|p| matches(expected, p)) {
             Some(index) => {
                 unused.remove(index);
             }
             None => {
-                let near = printed
-                    .iter()
-                    .find(|p| p.data == expected.data && p.pid == expected.pid);
+                let near = printed.iter().find(|p| p.data == expected.data && p.pid == expected.pid);
                 bail!(
                     "missing {} [{} -> {:?}] path {} len {}({}) {:?} {:?}; {}",
                     expected.comm,
@@ -348,11 +309,7 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
     }
     if scenario.exclusive {
         if let Some(p) = unused.first() {
-            bail!(
-                "printed {} records beyond the expected ones, e.g. {}",
-                unused.len(),
-                describe(p)
-            );
+            bail!("printed {} records beyond the expected ones, e.g. {}", unused.len(), describe(p));
         }
     }
     Ok(())

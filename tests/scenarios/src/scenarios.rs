@@ -9,8 +9,8 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::socket::{
-    accept, bind, connect, listen, recv, send, sendmsg, setsockopt, socket, sockopt, AddressFamily,
-    Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
+    accept, bind, connect, listen, recv, send, sendmsg, setsockopt, socket, sockopt, AddressFamily, Backlog,
+    MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
 use crate::peer::{inode_name, owned, peer_pid, Limits, Peer, DEFAULT_LIMITS};
@@ -88,33 +88,15 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("sendmmsg", send_mmsg),
     Scenario {
         name: "seg-size",
-        options: |_| {
-            vec![
-                "--seg-size".into(),
-                "1000".into(),
-                "--segs-per-msg".into(),
-                "3".into(),
-            ]
-        },
-        limits: Limits {
-            seg_size: 1000,
-            segs_per_msg: 3,
-        },
+        options: |_| vec!["--seg-size".into(), "1000".into(), "--segs-per-msg".into(), "3".into()],
+        limits: Limits { seg_size: 1000, segs_per_msg: 3 },
         exclusive: false,
         stops_itself: false,
         prepares: false,
         traffic: seg_size,
     },
-    filtered(
-        "filter-pid",
-        |s| vec!["--pid".into(), s.pid.to_string()],
-        filter_pid,
-    ),
-    filtered(
-        "filter-sock",
-        |s| vec!["--sock".into(), format!("{}/own", s.dir.display())],
-        filter_sock,
-    ),
+    filtered("filter-pid", |s| vec!["--pid".into(), s.pid.to_string()], filter_pid),
+    filtered("filter-sock", |s| vec!["--sock".into(), format!("{}/own", s.dir.display())], filter_sock),
     filtered(
         "filter-sock-abstract",
         |s| vec!["--sock".into(), format!("@sdtest-{}-", s.pid)],
@@ -129,11 +111,7 @@ pub const SCENARIOS: &[Scenario] = &[
         prepares: true,
         traffic: filter_sock_file,
     },
-    filtered(
-        "filter-comm",
-        |s| vec!["--comm".into(), format!("sdc{}", s.pid)],
-        filter_comm,
-    ),
+    filtered("filter-comm", |s| vec!["--comm".into(), format!("sdc{}", s.pid)], filter_comm),
     Scenario {
         name: "count",
         options: |s| vec!["--pid".into(), s.pid.to_string(), "-c".into(), "3".into()],
@@ -146,10 +124,7 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 pub fn find(name: &str) -> Result<&'static Scenario> {
-    SCENARIOS
-        .iter()
-        .find(|s| s.name == name)
-        .with_context(|| format!("no scenario {name}"))
+    SCENARIOS.iter().find(|s| s.name == name).with_context(|| format!("no scenario {name}"))
 }
 
 fn shown(path: &Path) -> String {
@@ -181,12 +156,7 @@ fn stream_named(p: &mut Peer) -> Result<()> {
     let name = shown(&path);
     let client = p.fork_child(|c| {
         let mut sock = UnixStream::connect(&path)?;
-        write_and_expect(
-            c,
-            &mut sock,
-            b"stream-named: GET /status from the client",
-            &name,
-        )?;
+        write_and_expect(c, &mut sock, b"stream-named: GET /status from the client", &name)?;
         read_exact_from(&sock, 28)?;
         Ok(())
     })?;
@@ -201,21 +171,11 @@ fn seqpacket(p: &mut Peer) -> Result<()> {
     let path = p.dir.join("seq.sock");
     let name = shown(&path);
     let addr = UnixAddr::new(&path)?;
-    let server = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::empty(),
-        None,
-    )?;
+    let server = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::empty(), None)?;
     bind(server.as_raw_fd(), &addr)?;
     listen(&server, Backlog::new(4)?)?;
     let client = p.fork_child(|c| {
-        let sock = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::empty(),
-            None,
-        )?;
+        let sock = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::empty(), None)?;
         connect(sock.as_raw_fd(), &addr)?;
         for msg in [&b"seqpacket: first record"[..], b"seqpacket: second record"] {
             let sent = send(sock.as_raw_fd(), msg, MsgFlags::empty())?;
@@ -297,13 +257,7 @@ fn dgram_sendto(p: &mut Peer) -> Result<()> {
         // sendmsg() with a msg_name, as syslog clients do
         let msg = b"dgram-sendto: sendmsg with an address";
         let dest = UnixAddr::new(&path)?;
-        let sent = sendmsg(
-            unbound.as_raw_fd(),
-            &[IoSlice::new(msg)],
-            &[],
-            MsgFlags::empty(),
-            Some(&dest),
-        )?;
+        let sent = sendmsg(unbound.as_raw_fd(), &[IoSlice::new(msg)], &[], MsgFlags::empty(), Some(&dest))?;
         c.expect(msg, sent, &name, None)?;
         Ok(())
     })?;
@@ -337,9 +291,7 @@ fn socketpair(p: &mut Peer) -> Result<()> {
 }
 
 fn segments(prefix: &str, count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| format!("{prefix}-{i:02}|").into_bytes())
-        .collect()
+    (0..count).map(|i| format!("{prefix}-{i:02}|").into_bytes()).collect()
 }
 
 /// writev and sendmsg with more segments than --segs-per-msg, and a zero-length one.
@@ -363,9 +315,7 @@ fn writev_segments(p: &mut Peer) -> Result<()> {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 /// A message over the default --seg-size (51200) is cut there and says so.
@@ -377,9 +327,7 @@ fn large_default(p: &mut Peer) -> Result<()> {
     let sent = a.write(&msg)?;
     ensure!(sent == msg.len(), "short write of {sent} bytes");
     p.expect(&msg, sent, &name, peer_pid(&a))?;
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
     Ok(())
 }
 
@@ -398,9 +346,7 @@ fn seg_size(p: &mut Peer) -> Result<()> {
         let refs: Vec<&[u8]> = segs.iter().map(|s| s.as_slice()).collect();
         p.expect_segments(&refs, sent, &name, peer_pid(&a))?;
     }
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
     Ok(())
 }
 
@@ -454,11 +400,7 @@ fn partial_send(p: &mut Peer) -> Result<()> {
     set_small_send_buffer(&a)?;
     let msg = pattern(100_000, 11);
     let sent = a.write(&msg)?;
-    ensure!(
-        sent > 0 && sent < msg.len(),
-        "wanted a partial send, sent {sent} of {}",
-        msg.len()
-    );
+    ensure!(sent > 0 && sent < msg.len(), "wanted a partial send, sent {sent} of {}", msg.len());
     p.expect(&msg, sent, &inode_name(&a)?, peer_pid(&a))
 }
 
@@ -473,38 +415,30 @@ fn threads(p: &mut Peer) -> Result<()> {
     let writers: Vec<_> = (0..THREADS)
         .map(|t| {
             let mut sock = a.try_clone()?;
-            Ok(std::thread::spawn(
-                move || -> Result<Vec<(Vec<u8>, usize)>> {
-                    (0..MESSAGES)
-                        .map(|m| {
-                            let msg = format!("thread-{t}-message-{m:03}|").into_bytes();
-                            let sent = sock.write(&msg)?;
-                            Ok((msg, sent))
-                        })
-                        .collect()
-                },
-            ))
+            Ok(std::thread::spawn(move || -> Result<Vec<(Vec<u8>, usize)>> {
+                (0..MESSAGES)
+                    .map(|m| {
+                        let msg = format!("thread-{t}-message-{m:03}|").into_bytes();
+                        let sent = sock.write(&msg)?;
+                        Ok((msg, sent))
+                    })
+                    .collect()
+            }))
         })
         .collect::<Result<_>>()?;
     for writer in writers {
-        for (msg, sent) in writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("writer panicked"))??
-        {
+        for (msg, sent) in writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))?? {
             p.expect(&msg, sent, &name, peer_pid(&a))?;
         }
     }
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
     Ok(())
 }
 
 fn forked_child(p: &mut Peer) -> Result<()> {
     let (mut a, b) = UnixStream::pair()?;
     let name = inode_name(&a)?;
-    let child =
-        p.fork_child(|c| write_and_expect(c, &mut a, b"forked-child: sent by the child", &name))?;
+    let child = p.fork_child(|c| write_and_expect(c, &mut a, b"forked-child: sent by the child", &name))?;
     p.join(child)?;
     read_exact_from(&b, 31)?;
     Ok(())
@@ -512,15 +446,10 @@ fn forked_child(p: &mut Peer) -> Result<()> {
 
 fn send_mmsg(p: &mut Peer) -> Result<()> {
     let (a, b) = UnixDatagram::pair()?;
-    let msgs: Vec<Vec<u8>> = (0..3)
-        .map(|i| format!("sendmmsg: message {i}").into_bytes())
-        .collect();
+    let msgs: Vec<Vec<u8>> = (0..3).map(|i| format!("sendmmsg: message {i}").into_bytes()).collect();
     let mut iovs: Vec<libc::iovec> = msgs
         .iter()
-        .map(|m| libc::iovec {
-            iov_base: m.as_ptr() as *mut libc::c_void,
-            iov_len: m.len(),
-        })
+        .map(|m| libc::iovec { iov_base: m.as_ptr() as *mut libc::c_void, iov_len: m.len() })
         .collect();
     let mut headers: Vec<libc::mmsghdr> = iovs
         .iter_mut()
@@ -533,13 +462,8 @@ fn send_mmsg(p: &mut Peer) -> Result<()> {
         })
         .collect();
     // SAFETY: headers, iovecs and buffers outlive the call.
-    let sent =
-        unsafe { libc::sendmmsg(a.as_raw_fd(), headers.as_mut_ptr(), headers.len() as u32, 0) };
-    ensure!(
-        sent == 3,
-        "sendmmsg sent {sent} messages: {}",
-        std::io::Error::last_os_error()
-    );
+    let sent = unsafe { libc::sendmmsg(a.as_raw_fd(), headers.as_mut_ptr(), headers.len() as u32, 0) };
+    ensure!(sent == 3, "sendmmsg sent {sent} messages: {}", std::io::Error::last_os_error());
     let name = inode_name(&a)?;
     for (msg, header) in msgs.iter().zip(&headers) {
         p.expect(msg, header.msg_len as usize, &name, peer_pid(&a))?;
@@ -587,14 +511,8 @@ fn exchange(
     shown: &str,
     keep: bool,
 ) -> Result<()> {
-    let client_msg = format!(
-        "{}exchange: client to {shown}",
-        if keep { "" } else { "MUST-NOT-APPEAR: " }
-    );
-    let server_msg = format!(
-        "{}exchange: server reply",
-        if keep { "" } else { "MUST-NOT-APPEAR: " }
-    );
+    let client_msg = format!("{}exchange: client to {shown}", if keep { "" } else { "MUST-NOT-APPEAR: " });
+    let server_msg = format!("{}exchange: server reply", if keep { "" } else { "MUST-NOT-APPEAR: " });
     let mut client = connect()?;
     let (mut server, _) = listener.accept()?;
     for (sock, msg) in [(&mut client, &client_msg), (&mut server, &server_msg)] {
@@ -615,13 +533,7 @@ fn exchange(
 fn filter_sock(p: &mut Peer) -> Result<()> {
     let own = p.dir.join("own-stream.sock");
     let listener = UnixListener::bind(&own)?;
-    exchange(
-        p,
-        &listener,
-        || Ok(UnixStream::connect(&own)?),
-        &shown(&own),
-        true,
-    )?;
+    exchange(p, &listener, || Ok(UnixStream::connect(&own)?), &shown(&own), true)?;
 
     let dest = p.dir.join("own-dgram.sock");
     let server = UnixDatagram::bind(&dest)?;
@@ -632,13 +544,7 @@ fn filter_sock(p: &mut Peer) -> Result<()> {
 
     let decoy = p.dir.join("decoy.sock");
     let decoy_listener = UnixListener::bind(&decoy)?;
-    exchange(
-        p,
-        &decoy_listener,
-        || Ok(UnixStream::connect(&decoy)?),
-        &shown(&decoy),
-        false,
-    )?;
+    exchange(p, &decoy_listener, || Ok(UnixStream::connect(&decoy)?), &shown(&decoy), false)?;
     let (mut x, _y) = UnixStream::pair()?;
     let msg = b"MUST-NOT-APPEAR: unnamed";
     x.write_all(msg)?;
@@ -649,24 +555,12 @@ fn filter_sock_abstract(p: &mut Peer) -> Result<()> {
     let name = format!("sdtest-{}-matching", std::process::id());
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
     let listener = UnixListener::bind_addr(&addr)?;
-    exchange(
-        p,
-        &listener,
-        || Ok(UnixStream::connect_addr(&addr)?),
-        &format!("@{name}"),
-        true,
-    )?;
+    exchange(p, &listener, || Ok(UnixStream::connect_addr(&addr)?), &format!("@{name}"), true)?;
 
     let other = format!("sdother-{}", std::process::id());
     let other_addr = SocketAddr::from_abstract_name(other.as_bytes())?;
     let other_listener = UnixListener::bind_addr(&other_addr)?;
-    exchange(
-        p,
-        &other_listener,
-        || Ok(UnixStream::connect_addr(&other_addr)?),
-        &format!("@{other}"),
-        false,
-    )
+    exchange(p, &other_listener, || Ok(UnixStream::connect_addr(&other_addr)?), &format!("@{other}"), false)
 }
 
 /// --sock names an existing file that the application bound by a relative
@@ -675,13 +569,7 @@ fn filter_sock_file(p: &mut Peer) -> Result<()> {
     std::env::set_current_dir(&p.dir)?;
     let listener = UnixListener::bind("rel.sock")?;
     p.ready()?;
-    exchange(
-        p,
-        &listener,
-        || Ok(UnixStream::connect("rel.sock")?),
-        "rel.sock",
-        true,
-    )?;
+    exchange(p, &listener, || Ok(UnixStream::connect("rel.sock")?), "rel.sock", true)?;
     let (mut x, _y) = UnixStream::pair()?;
     let msg = b"MUST-NOT-APPEAR: unnamed";
     x.write_all(msg)?;
@@ -705,9 +593,7 @@ fn filter_comm(p: &mut Peer) -> Result<()> {
         other.write_all(msg)?;
         Ok(msg)
     });
-    let msg = decoy
-        .join()
-        .map_err(|_| anyhow::anyhow!("decoy thread panicked"))??;
+    let msg = decoy.join().map_err(|_| anyhow::anyhow!("decoy thread panicked"))??;
     p.forbid(msg)
 }
 
