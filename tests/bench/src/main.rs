@@ -1,0 +1,56 @@
+//! `sockdump-bench`: what capturing costs, measured against a baseline in
+//! the same run (these machines are noisy: only ratios are reported).
+//!
+//! `sockdump-bench [--sockdump PATH] [--quick] [--markdown FILE]` prints a
+//! table; `workload` is the measured traffic, started by the runner.
+
+mod measure;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sockdump-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("workload") {
+        let get = |name: &str| -> Result<Option<u64>> {
+            match args.iter().position(|a| a == name) {
+                Some(i) => Ok(Some(args.get(i + 1).context("missing value")?.parse()?)),
+                None => Ok(None),
+            }
+        };
+        let w = workload::Workload {
+            size: get("--size")?.context("--size")? as usize,
+            count: get("--count")?.context("--count")?,
+            rate: get("--rate")?,
+        };
+        return workload::run(&w, args.iter().any(|a| a == "--wait"));
+    }
+    let mut options = measure::Options {
+        sockdump: std::env::current_exe()?.with_file_name("sockdump"),
+        quick: false,
+        markdown: None,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--sockdump" => options.sockdump = PathBuf::from(args.next().context("--sockdump PATH")?),
+            "--quick" => options.quick = true,
+            "--markdown" => options.markdown = Some(PathBuf::from(args.next().context("--markdown FILE")?)),
+            other => bail!("unknown argument {other}; usage: sockdump-bench [--sockdump PATH] [--quick] [--markdown FILE]"),
+        }
+    }
+    measure::run_all(&options)
+}

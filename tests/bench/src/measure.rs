@@ -1,0 +1,358 @@
+//! The measurements. Every throughput is reported as a ratio to the
+//! no-capture baseline of the same message size, measured in the same run,
+//! alternating configurations so drift hits them all alike.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+pub struct Options {
+    pub sockdump: PathBuf,
+    pub quick: bool,
+    pub markdown: Option<PathBuf>,
+}
+
+/// How sockdump (or strace) watches the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watcher {
+    None,
+    /// capture everything, hex text to /dev/null
+    Text,
+    /// capture everything, pcapng to a file
+    Pcapng,
+    /// a --sock filter that matches nothing: what unrelated traffic pays
+    NoMatch,
+    /// strace -f -e trace=write,sendmsg -s 65535, what users do today
+    Strace,
+}
+
+impl Watcher {
+    fn name(self) -> &'static str {
+        match self {
+            Watcher::None => "no capture (baseline)",
+            Watcher::Text => "sockdump, everything, text to /dev/null",
+            Watcher::Pcapng => "sockdump, everything, pcapng to a file",
+            Watcher::NoMatch => "sockdump, --sock filter matching nothing",
+            Watcher::Strace => "strace -f -e trace=write,sendmsg -s 65535",
+        }
+    }
+}
+
+/// What a finished sockdump reported and used.
+#[derive(Debug, Default, Clone, Copy)]
+struct SockdumpStats {
+    captured: u64,
+    lost: u64,
+    cpu: Duration,
+    max_rss_kib: u64,
+}
+
+struct Sockdump {
+    child: Child,
+    startup: Duration,
+    stderr: mpsc::Receiver<String>,
+}
+
+fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sockdump> {
+    let started = Instant::now();
+    let mut child = Command::new(&opts.sockdump)
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", opts.sockdump.display()))?;
+    let (tx, stderr) = mpsc::channel();
+    let pipe = child.stderr.take().context("stderr")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line =
+            stderr.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("sockdump did not start"))?;
+        if line.starts_with("listening") {
+            return Ok(Sockdump { child, startup: started.elapsed(), stderr });
+        }
+    }
+}
+
+/// SIGINT, then the `N packets captured, M lost` line and the rusage.
+fn stop_sockdump(run: Sockdump) -> Result<SockdumpStats> {
+    let pid = run.child.id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT)?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; status and usage point to live locals.
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let mut stats = SockdumpStats {
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+        ..Default::default()
+    };
+    let line = run
+        .stderr
+        .iter()
+        .find(|l| l.contains(" packets captured, "))
+        .context("sockdump printed no totals")?;
+    let (captured, rest) = line.split_once(" packets captured, ").context("totals")?;
+    stats.captured = captured.parse()?;
+    stats.lost = rest.trim_end_matches(" lost").parse()?;
+    Ok(stats)
+}
+
+struct WorkloadRun {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+}
+
+fn spawn_workload(size: usize, count: u64, rate: Option<u64>, wrapper: &[&str]) -> Result<WorkloadRun> {
+    let me = std::env::current_exe()?;
+    let mut args: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+    args.push(me.display().to_string());
+    args.extend(
+        ["workload", "--wait", "--size", &size.to_string(), "--count", &count.to_string()].map(String::from),
+    );
+    if let Some(rate) = rate {
+        args.extend(["--rate".to_string(), rate.to_string()]);
+    }
+    let mut child =
+        Command::new(&args[0]).args(&args[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let pid = line.trim().strip_prefix("READY ").context("workload did not start")?.parse()?;
+    Ok(WorkloadRun { child, stdin, stdout, pid })
+}
+
+/// Lets the workload go; returns messages per second.
+fn finish_workload(mut run: WorkloadRun) -> Result<f64> {
+    writeln!(run.stdin, "GO")?;
+    run.stdin.flush()?;
+    let mut line = String::new();
+    run.stdout.read_line(&mut line)?;
+    run.child.wait()?;
+    let mut fields = line.split_whitespace().skip(1);
+    let (count, seconds): (f64, f64) = match (fields.next(), fields.next()) {
+        (Some(c), Some(s)) if line.starts_with("RESULT ") => (c.parse()?, s.parse()?),
+        _ => bail!("workload said {line:?}"),
+    };
+    Ok(count / seconds)
+}
+
+/// One workload run under `watcher`; sockdump's figures when it ran.
+fn measure(
+    opts: &Options,
+    watcher: Watcher,
+    size: usize,
+    count: u64,
+    scratch: &Path,
+) -> Result<(f64, Option<SockdumpStats>)> {
+    let strace = ["strace", "-f", "-qq", "-e", "trace=write,sendmsg", "-s", "65535", "-o", "/dev/null"];
+    let workload = spawn_workload(size, count, None, if watcher == Watcher::Strace { &strace } else { &[] })?;
+    let args: Option<Vec<String>> = match watcher {
+        Watcher::None | Watcher::Strace => None,
+        Watcher::Text => Some(vec!["--format".into(), "hex".into()]),
+        Watcher::Pcapng => Some(vec![
+            "--format".into(),
+            "pcapng".into(),
+            "--output".into(),
+            scratch.join("bench.pcapng").display().to_string(),
+        ]),
+        Watcher::NoMatch => Some(vec!["--sock".into(), "/nonexistent/sockdump-bench".into()]),
+    };
+    let capture = match args {
+        Some(args) => Some(start_sockdump(opts, &args, Stdio::null())?),
+        None => None,
+    };
+    let rate = finish_workload(workload)?;
+    let stats = capture.map(stop_sockdump).transpose()?;
+    Ok((rate, stats))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Messages that take the baseline about `seconds`.
+fn calibrate(opts: &Options, size: usize, seconds: f64, scratch: &Path) -> Result<u64> {
+    let probe = 20_000;
+    let (rate, _) = measure(opts, Watcher::None, size, probe, scratch)?;
+    Ok(((rate * seconds) as u64).max(1000))
+}
+
+struct Report {
+    text: String,
+}
+
+impl Report {
+    fn line(&mut self, line: String) {
+        println!("{line}");
+        self.text += &line;
+        self.text.push('\n');
+    }
+}
+
+fn pcapng_supported(opts: &Options) -> bool {
+    Command::new(&opts.sockdump)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("pcapng"))
+        .unwrap_or(false)
+}
+
+pub fn run_all(opts: &Options) -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("sockdump-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let result = run_all_in(opts, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
+    let (seconds, reps) = if opts.quick { (0.1, 1) } else { (1.0, 5) };
+    let mut report = Report { text: String::new() };
+    let mut watchers = vec![Watcher::None, Watcher::Text, Watcher::NoMatch, Watcher::Strace];
+    if pcapng_supported(opts) {
+        watchers.insert(2, Watcher::Pcapng);
+    }
+
+    report.line("## Throughput (messages/s relative to no capture, median of alternating runs)".into());
+    report.line(String::new());
+    report.line("| message size | configuration | throughput ratio | baseline msgs/s |".into());
+    report.line("| --- | --- | --- | --- |".into());
+    let mut text_1k = None;
+    for size in [64usize, 1024, 65536] {
+        let count = calibrate(opts, size, seconds, scratch)?;
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); watchers.len()];
+        for _ in 0..reps {
+            for (i, &watcher) in watchers.iter().enumerate() {
+                let (rate, stats) = measure(opts, watcher, size, count, scratch)?;
+                rates[i].push(rate);
+                if size == 1024 && watcher == Watcher::Text {
+                    text_1k = stats.map(|s| (s, count));
+                }
+            }
+        }
+        let baseline = median(&mut rates[0]);
+        for (i, &watcher) in watchers.iter().enumerate().skip(1) {
+            let ratio = median(&mut rates[i]) / baseline;
+            report.line(format!("| {size} B | {} | {:.1}% | {baseline:.0} |", watcher.name(), ratio * 100.0));
+        }
+    }
+
+    report.line(String::new());
+    report.line("## Loss at 1 KiB with default settings (`--pid` of the sender)".into());
+    report.line(String::new());
+    report.line("| send rate | sent | captured | lost | captured + lost = sent |".into());
+    report.line("| --- | --- | --- | --- | --- |".into());
+    let full = calibrate(opts, 1024, seconds * 2.0, scratch)?;
+    for rate in [Some(50_000u64), Some(100_000), Some(200_000), None] {
+        let count = rate.map_or(full, |r| (r as f64 * seconds * 2.0) as u64);
+        let workload = spawn_workload(1024, count, rate, &[])?;
+        let capture = start_sockdump(opts, &["--pid".into(), workload.pid.to_string()], Stdio::null())?;
+        let achieved = finish_workload(workload)?;
+        let stats = stop_sockdump(capture)?;
+        let label = rate
+            .map_or(format!("full speed ({achieved:.0}/s)"), |r| format!("{r}/s (achieved {achieved:.0}/s)"));
+        let balanced = if stats.captured + stats.lost == count { "yes" } else { "NO" };
+        report.line(format!("| {label} | {count} | {} | {} | {balanced} |", stats.captured, stats.lost));
+    }
+
+    report.line(String::new());
+    report.line("## Start-up, memory and CPU".into());
+    report.line(String::new());
+    let mut startups: Vec<f64> = Vec::new();
+    for _ in 0..reps.max(3) {
+        let run = start_sockdump(opts, &["--pid".into(), "1".into()], Stdio::null())?;
+        startups.push(run.startup.as_secs_f64() * 1000.0);
+        stop_sockdump(run)?;
+    }
+    report.line(format!(
+        "- start-up (launch to `listening`), median of {}: {:.0} ms",
+        startups.len(),
+        median(&mut startups)
+    ));
+    if let Some((stats, sent)) = text_1k {
+        report.line(format!(
+            "- peak RSS while capturing everything at 1 KiB: {:.1} MiB",
+            stats.max_rss_kib as f64 / 1024.0
+        ));
+        let per_million = stats.cpu.as_secs_f64() / stats.captured.max(1) as f64 * 1e6;
+        report.line(format!(
+            "- sockdump CPU time per million messages (text output): {per_million:.2} s ({} captured of {sent} sent by the workload)",
+            stats.captured
+        ));
+    }
+    redis(opts, reps, scratch, &mut report)?;
+
+    if let Some(path) = &opts.markdown {
+        std::fs::write(path, &report.text)?;
+    }
+    Ok(())
+}
+
+/// redis-benchmark against redis-server on a unix socket, with and without capture.
+fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Result<()> {
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if !have("redis-server") || !have("redis-benchmark") {
+        report.line("- redis: skipped, redis-server or redis-benchmark is not installed (apt-get install redis-server redis-tools)".into());
+        return Ok(());
+    }
+    let socket = scratch.join("redis.sock");
+    let mut server = Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let requests = if opts.quick { "10000" } else { "200000" };
+    let bench = || -> Result<f64> {
+        let out = Command::new("redis-benchmark")
+            .arg("-s")
+            .arg(&socket)
+            .args(["-n", requests, "-c", "20", "-t", "set,get", "-q"])
+            .output()?;
+        // "SET: 123456.79 requests per second, p50=..." per command; sum them
+        let text = String::from_utf8_lossy(&out.stdout);
+        let total: f64 = text
+            .split(['\r', '\n'])
+            .filter_map(|l| l.split_once(": ")?.1.split_whitespace().next()?.parse::<f64>().ok())
+            .sum();
+        if total == 0.0 {
+            bail!("redis-benchmark printed no rates: {text}");
+        }
+        Ok(total)
+    };
+    let mut base = Vec::new();
+    let mut captured = Vec::new();
+    for _ in 0..reps {
+        base.push(bench()?);
+        let capture = start_sockdump(opts, &["--format".into(), "hex".into()], Stdio::null())?;
+        captured.push(bench()?);
+        stop_sockdump(capture)?;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let baseline = median(&mut base);
+    report.line(format!(
+        "- redis-benchmark (SET+GET, 20 clients, unix socket) while sockdump captures everything: {:.1}% of {baseline:.0} requests/s",
+        median(&mut captured) / baseline * 100.0
+    ));
+    Ok(())
+}
