@@ -1,6 +1,9 @@
 //! Where events go. Every format is a [`Sink`]; where its bytes go (a file,
 //! stdout, a fifo) is chosen separately by [`open_destination`].
 
+pub mod framing;
+pub mod pcap;
+pub mod pcapng;
 pub mod text;
 
 use std::fs::OpenOptions;
@@ -10,6 +13,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use sockdump_common::Event;
+
+use crate::clock::WallClock;
+use framing::{Link, PortMap};
 
 /// Totals a sink may record at the end of a capture.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,4 +55,39 @@ pub fn open_destination(path: Option<&Path>) -> Result<Destination> {
             Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
         }
     }
+}
+
+/// Whether `path` (`-` or none: stdout) is a regular file. Binary sinks
+/// flush a pipe or fifo after every message, so `| wireshark -k -i -` and
+/// extcap fifos show each packet at once; a file is flushed per drain.
+pub fn is_regular_file(path: Option<&Path>) -> bool {
+    match path {
+        Some(p) if p != Path::new("-") => std::fs::metadata(p)
+            .map(|m| m.file_type().is_file())
+            .unwrap_or(false),
+        _ => nix::sys::stat::fstat(libc::STDOUT_FILENO)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            .unwrap_or(false),
+    }
+}
+
+/// What the pcap and pcapng sinks are made with.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    pub link: Link,
+    pub ports: PortMap,
+    /// Maps kernel timestamps to wall-clock time.
+    pub clock: WallClock,
+    /// Flush after every message (a pipe or fifo) rather than per drain.
+    pub flush_each: bool,
+    /// The capture filter, recorded in the pcapng interface block.
+    pub filter: Option<String>,
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
