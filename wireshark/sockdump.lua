@@ -129,9 +129,12 @@ local function parse_comment(text)
     return t
 end
 
-local function info_text(pid, comm, peer)
-    if peer ~= "" then
-        return string.format("pid %s %s, peer %s", pid, comm, peer)
+-- "pid 812 curl to /run/docker.sock", "pid 790 dockerd on /run/docker.sock"
+local function info_text(pid, comm, path, peer)
+    if path ~= "" then
+        return string.format("pid %s %s on %s", pid, comm, path)
+    elseif peer ~= "" then
+        return string.format("pid %s %s to %s", pid, comm, peer)
     end
     return string.format("pid %s %s", pid, comm)
 end
@@ -190,7 +193,7 @@ function comment_proto.dissector(tvb, pinfo, tree)
                     st:add(f.parts, tonumber(n)):set_generated()
                 end
             end
-            st:append_text(": " .. info_text(t.pid or "?", comm, peer ~= "" and peer or path))
+            st:append_text(": " .. info_text(t.pid or "?", comm, path, peer))
             return
         end
     end
@@ -266,9 +269,9 @@ function sockdump.dissector(tvb, pinfo, tree)
     else
         st:add(f.peer_path, ""):set_generated()
     end
-    st:append_text(": " .. info_text(tostring(tvb(20, 4):uint()), comm, peer ~= "" and peer or path))
-    pinfo.cols.info = info_text(tostring(tvb(20, 4):uint()), comm, peer ~= "" and peer or path)
-        .. string.format(", %d bytes", len)
+    local summary = info_text(tostring(tvb(20, 4):uint()), comm, path, peer)
+    st:append_text(": " .. summary)
+    pinfo.cols.info = summary .. string.format(", %d bytes", len)
     if hlen < n then
         local payload = tvb(hlen):tvb()
         payload_dissector(payload):call(payload, pinfo, tree)
