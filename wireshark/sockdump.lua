@@ -7,8 +7,8 @@
 --     sockdump header into the same fields and hands the message bytes on
 --     (to HTTP when they look like HTTP, else to a dissector you choose).
 --
--- Install: copy to ~/.local/lib/wireshark/plugins/ (Wireshark 4.1+) or
--- ~/.config/wireshark/plugins/ (4.0), or run
+-- Install: copy to ~/.local/lib/wireshark/plugins/ ("Personal Lua Plugins" in
+-- `tshark -G folders`), or run
 --     tshark -X lua_script:sockdump.lua -r capture.pcapng -Y 'sockdump.pid == 1234'
 -- The formats are documented in docs/PCAPNG.md.
 
