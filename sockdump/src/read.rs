@@ -15,7 +15,10 @@ use sockdump_common::{user0, Event, SocketName};
 use crate::cli::Cli;
 use crate::clock::WallClock;
 use crate::output::framing::{self, LINKTYPE_ETHERNET, LINKTYPE_USER0};
-use crate::output::pcapng::{BLOCK_EPB, BLOCK_IDB, BLOCK_ISB, BLOCK_SHB, BYTE_ORDER_MAGIC};
+use crate::output::pcapng::{
+    BLOCK_EPB, BLOCK_IDB, BLOCK_ISB, BLOCK_SHB, BLOCK_SPB, BYTE_ORDER_MAGIC, IF_TSOFFSET,
+    IF_TSRESOL, ISB_IFDROP, OPT_COMMENT,
+};
 use crate::output::{self, Stats};
 use crate::run;
 
@@ -130,6 +133,14 @@ impl Message {
     }
 }
 
+/// One packet as the container holds it; `data` indexes `CaptureReader::block`.
+struct RawPacket {
+    linktype: u32,
+    timestamp_ns: u64,
+    data: std::ops::Range<usize>,
+    comments: Vec<String>,
+}
+
 struct Pending {
     message: Message,
     /// The part index expected next.
@@ -169,25 +180,20 @@ impl<R: Read> CaptureReader<R> {
         })?;
         let container = match magic {
             [0x0a, 0x0d, 0x0d, 0x0a] => {
-                let mut reader = CaptureReader {
+                // The byte order is known once the section header is read.
+                let mut reader = Self::with(
                     input,
-                    container: Container::Pcapng {
+                    Container::Pcapng {
                         endian: Endian::Little,
                         interfaces: Vec::new(),
                     },
-                    pending: None,
-                    ready: VecDeque::new(),
-                    packets: 0,
-                    lost: 0,
-                    incomplete: 0,
-                    block: Vec::new(),
-                };
+                );
                 let mut len = [0u8; 4];
                 reader
                     .input
                     .read_exact(&mut len)
                     .map_err(|_| damaged("the section header is cut short"))?;
-                reader.read_section_after_type(len)?;
+                reader.read_section(len)?;
                 return Ok(reader);
             }
             [0xd4, 0xc3, 0xb2, 0xa1] => (Endian::Little, false),
@@ -205,20 +211,27 @@ impl<R: Read> CaptureReader<R> {
         if linktype == u32::from(LINKTYPE_ETHERNET) {
             return Err(ReadError::PcapEthernet);
         }
-        Ok(CaptureReader {
+        Ok(Self::with(
             input,
-            container: Container::Pcap {
+            Container::Pcap {
                 endian,
                 nanos,
                 linktype,
             },
+        ))
+    }
+
+    fn with(input: R, container: Container) -> Self {
+        CaptureReader {
+            input,
+            container,
             pending: None,
             ready: VecDeque::new(),
             packets: 0,
             lost: 0,
             incomplete: 0,
             block: Vec::new(),
-        })
+        }
     }
 
     /// The next message in the file, or `None` at its end.
@@ -231,24 +244,26 @@ impl<R: Read> CaptureReader<R> {
                 Container::Pcapng { .. } => self.next_pcapng_packet()?,
                 Container::Pcap { .. } => self.next_pcap_packet()?,
             };
-            let Some((linktype, timestamp_ns, range, comments)) = packet else {
+            let Some(packet) = packet else {
                 self.flush_pending();
                 return Ok(self.ready.pop_front());
             };
             self.packets += 1;
-            let data = std::mem::take(&mut self.block);
-            let result = self.assemble(linktype, timestamp_ns, &data[range], &comments);
-            self.block = data;
+            // assemble() needs &mut self while it reads the packet bytes.
+            let block = std::mem::take(&mut self.block);
+            let result = self.assemble(
+                packet.linktype,
+                packet.timestamp_ns,
+                &block[packet.data],
+                &packet.comments,
+            );
+            self.block = block;
             result?;
         }
     }
 
-    /// Reads blocks up to the next packet: (link type, ns, data range in
-    /// `self.block`, comments).
-    #[allow(clippy::type_complexity)]
-    fn next_pcapng_packet(
-        &mut self,
-    ) -> Result<Option<(u32, u64, std::ops::Range<usize>, Vec<String>)>, ReadError> {
+    /// Reads blocks up to the next packet.
+    fn next_pcapng_packet(&mut self) -> Result<Option<RawPacket>, ReadError> {
         loop {
             let mut head = [0u8; 8];
             match read_full(&mut self.input, &mut head)? {
@@ -260,7 +275,7 @@ impl<R: Read> CaptureReader<R> {
                 // A new section: its own byte order and interfaces.
                 let mut len = [0u8; 4];
                 len.copy_from_slice(&head[4..]);
-                self.read_section_after_type(len)?;
+                self.read_section(len)?;
                 continue;
             }
             let Container::Pcapng { endian, .. } = self.container else {
@@ -284,10 +299,16 @@ impl<R: Read> CaptureReader<R> {
                 BLOCK_ISB => self.read_statistics(endian, body_len),
                 BLOCK_EPB => return self.read_enhanced_packet(endian, body_len).map(Some),
                 // Simple packet blocks carry no comments or timestamps.
-                3 => {
-                    let interface = self.interface(0)?;
-                    let caplen = body_len.saturating_sub(4);
-                    return Ok(Some((interface.linktype, 0, 4..4 + caplen, Vec::new())));
+                BLOCK_SPB if body_len >= 4 => {
+                    let linktype = self.interface(0)?.linktype;
+                    let orig_len = endian.u32(&self.block[..4]) as usize;
+                    let caplen = orig_len.min(body_len - 4);
+                    return Ok(Some(RawPacket {
+                        linktype,
+                        timestamp_ns: 0,
+                        data: 4..4 + caplen,
+                        comments: Vec::new(),
+                    }));
                 }
                 // Name resolution, custom and other blocks say nothing we need.
                 _ => {}
@@ -295,7 +316,9 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
-    fn read_section_after_type(&mut self, len: [u8; 4]) -> Result<(), ReadError> {
+    /// A section header block after its block type: `len` is its length
+    /// field, in the byte order its magic number then tells.
+    fn read_section(&mut self, len: [u8; 4]) -> Result<(), ReadError> {
         let mut magic = [0u8; 4];
         self.input
             .read_exact(&mut magic)
@@ -350,8 +373,8 @@ impl<R: Read> CaptureReader<R> {
         };
         for (code, value) in options(endian, &body[8..]) {
             match (code, value.len()) {
-                (9, 1) => interface.tsresol = value[0],
-                (14, 8) => interface.tsoffset = endian.u64(value) as i64,
+                (IF_TSRESOL, 1) => interface.tsresol = value[0],
+                (IF_TSOFFSET, 8) => interface.tsoffset = endian.u64(value) as i64,
                 _ => {}
             }
         }
@@ -367,18 +390,17 @@ impl<R: Read> CaptureReader<R> {
             return;
         }
         for (code, value) in options(endian, &body[12..]) {
-            if code == 5 && value.len() == 8 {
+            if code == ISB_IFDROP && value.len() == 8 {
                 self.lost = self.lost.saturating_add(endian.u64(value));
             }
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn read_enhanced_packet(
         &mut self,
         endian: Endian,
         body_len: usize,
-    ) -> Result<(u32, u64, std::ops::Range<usize>, Vec<String>), ReadError> {
+    ) -> Result<RawPacket, ReadError> {
         let body = &self.block[..body_len];
         if body.len() < 20 {
             return Err(damaged("a packet block is too short"));
@@ -392,21 +414,18 @@ impl<R: Read> CaptureReader<R> {
             return Err(damaged("a packet is longer than its block"));
         }
         let comments = options(endian, &body[20 + padded..])
-            .filter(|(code, _)| *code == meta_option::COMMENT)
+            .filter(|(code, _)| *code == OPT_COMMENT)
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
             .collect();
-        Ok((
-            interface.linktype,
-            interface.nanoseconds(units),
-            20..20 + caplen,
+        Ok(RawPacket {
+            linktype: interface.linktype,
+            timestamp_ns: interface.nanoseconds(units),
+            data: 20..20 + caplen,
             comments,
-        ))
+        })
     }
 
-    #[allow(clippy::type_complexity)]
-    fn next_pcap_packet(
-        &mut self,
-    ) -> Result<Option<(u32, u64, std::ops::Range<usize>, Vec<String>)>, ReadError> {
+    fn next_pcap_packet(&mut self) -> Result<Option<RawPacket>, ReadError> {
         let Container::Pcap {
             endian,
             nanos,
@@ -432,7 +451,12 @@ impl<R: Read> CaptureReader<R> {
             .read_exact(&mut self.block)
             .map_err(|_| damaged("the last packet is cut short"))?;
         let ns = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        Ok(Some((linktype, ns, 0..caplen, Vec::new())))
+        Ok(Some(RawPacket {
+            linktype,
+            timestamp_ns: ns,
+            data: 0..caplen,
+            comments: Vec::new(),
+        }))
     }
 
     /// Adds one packet; complete messages go to `ready`.
@@ -507,10 +531,6 @@ impl<R: Read> CaptureReader<R> {
             self.ready.push_back(pending.message);
         }
     }
-}
-
-mod meta_option {
-    pub const COMMENT: u16 = 1;
 }
 
 /// Iterates over (code, value) options up to `opt_endofopt`.
@@ -801,6 +821,56 @@ mod tests {
                 while let Ok(Some(_)) = reader.next_message() {}
             }
         }
+    }
+
+    /// A big-endian pcapng, as a big-endian machine writes it: USER0, the
+    /// default microsecond resolution, and a second section.
+    #[test]
+    fn reads_big_endian_sections() {
+        fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+            let len = (12 + body.len().div_ceil(4) * 4) as u32;
+            out.extend_from_slice(&kind.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(body);
+            out.resize(out.len() + (4 - body.len() % 4) % 4, 0);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        let big = vec![0u8; 10];
+        let evs = events(&big);
+        let meta = sockdump_common::meta::MessageMeta::of(&evs[0]);
+        let mut packet = Vec::new();
+        user0::write_header(
+            &mut packet,
+            &meta,
+            sockdump_common::meta::Direction::Outbound,
+        );
+        packet.extend_from_slice(evs[0].data);
+        let mut file = Vec::new();
+        for section in 0..2u32 {
+            let shb = [
+                &BYTE_ORDER_MAGIC.to_be_bytes()[..],
+                &[0, 1, 0, 0],
+                &[0xff; 8],
+            ]
+            .concat();
+            block(&mut file, BLOCK_SHB, &shb);
+            let idb = [&147u16.to_be_bytes()[..], &[0, 0], &0u32.to_be_bytes()].concat();
+            block(&mut file, BLOCK_IDB, &idb);
+            let mut epb = Vec::new();
+            epb.extend_from_slice(&0u32.to_be_bytes());
+            epb.extend_from_slice(&0u32.to_be_bytes());
+            epb.extend_from_slice(&(1_000_000 + section).to_be_bytes());
+            epb.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+            epb.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+            epb.extend_from_slice(&packet);
+            block(&mut file, BLOCK_EPB, &epb);
+        }
+        let (messages, _) = read_back(&file);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].timestamp_ns, 1_000_000_000);
+        assert_eq!(messages[1].timestamp_ns, 1_000_001_000);
+        assert_eq!(messages[1].meta, OwnedMeta::of(&meta));
+        assert_eq!(messages[1].data, b"hello");
     }
 
     #[test]

@@ -589,6 +589,47 @@ fn lua_plugin_turns_comments_into_fields() {
 }
 
 #[test]
+fn lua_plugin_shows_odd_names_readably() {
+    let dir = TempDir::new("odd");
+    let evs = [ev(
+        1,
+        100,
+        b"we\xffird =%",
+        (1, SocketName::Path("/tmp/\u{fc}ber \u{2603}".as_bytes())),
+        (2, SocketName::Abstract(b"a\0b")),
+        SockType::SeqPacket,
+        b"x",
+        1,
+    )];
+    for link in [Link::Ethernet, Link::User] {
+        let mut sink = PcapngSink::new(Vec::new(), options(link, Vec::new())).expect("sink");
+        let path = dir.join("odd.pcapng");
+        write(&mut sink, &evs, &path);
+        std::fs::write(&path, sink.into_inner()).expect("write");
+        let rows = lua(
+            &path,
+            "sockdump.len == 1",
+            &[
+                "sockdump.comm",
+                "sockdump.path",
+                "sockdump.peer_path",
+                "sockdump.type",
+            ],
+        );
+        assert_eq!(
+            rows,
+            [[
+                "we\\xffird =%",
+                "/tmp/\u{fc}ber \u{2603}",
+                "@a@b",
+                "seqpacket"
+            ]],
+            "{link:?}"
+        );
+    }
+}
+
+#[test]
 fn lua_plugin_decodes_user0() {
     let dir = TempDir::new("user0");
     let r = recorded();

@@ -18,6 +18,7 @@ use crate::clock::WallClock;
 
 pub const BLOCK_SHB: u32 = 0x0A0D_0D0A;
 pub const BLOCK_IDB: u32 = 1;
+pub const BLOCK_SPB: u32 = 3;
 pub const BLOCK_ISB: u32 = 5;
 pub const BLOCK_EPB: u32 = 6;
 pub const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
@@ -30,6 +31,7 @@ pub const IF_NAME: u16 = 2;
 pub const IF_DESCRIPTION: u16 = 3;
 pub const IF_TSRESOL: u16 = 9;
 pub const IF_FILTER: u16 = 11;
+pub const IF_TSOFFSET: u16 = 14;
 pub const EPB_FLAGS: u16 = 2;
 pub const ISB_STARTTIME: u16 = 2;
 pub const ISB_ENDTIME: u16 = 3;
