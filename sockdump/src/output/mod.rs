@@ -91,3 +91,22 @@ pub fn unix_now_ns() -> u64 {
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_flushed_per_drain() {
+        let dir = std::env::temp_dir().join(format!("sockdump-dest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.pcapng");
+        std::fs::write(&file, b"").unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(is_regular_file(Some(&file)));
+        assert!(!is_regular_file(Some(&fifo)));
+        assert!(!is_regular_file(Some(Path::new("/dev/null"))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
