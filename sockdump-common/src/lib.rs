@@ -2,9 +2,12 @@
 //!
 //! [`abi`] mirrors `sockdump-ebpf/include/sockdump_abi.h` (a test compiles the
 //! header and compares); [`Event::parse`] turns one ring buffer record into an
-//! [`Event`] without panicking on any input.
+//! [`Event`] without panicking on any input. [`meta`] and [`user0`] are the
+//! per-packet metadata formats of the pcapng and LINKTYPE_USER0 outputs.
 
 pub mod abi;
 mod event;
+pub mod meta;
+pub mod user0;
 
 pub use event::{DecodeError, Event, EventFlags, SockType, SocketName};

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use sockdump_common::abi;
 
+use crate::output::framing::PortMapEntry;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// offset, 16 bytes in hex, and their ASCII
@@ -13,6 +15,28 @@ pub enum Format {
     String,
     /// every byte as \xNN
     Hexstring,
+    /// classic pcap (nanosecond timestamps), for tools that read nothing newer
+    Pcap,
+    /// pcapng with process metadata in packet comments: open it in Wireshark
+    Pcapng,
+}
+
+impl Format {
+    /// pcap and pcapng: packets for Wireshark rather than text.
+    pub fn is_capture_file(self) -> bool {
+        matches!(self, Format::Pcap | Format::Pcapng)
+    }
+}
+
+/// How --format pcap/pcapng frame each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkChoice {
+    /// Ethernet/IPv4 with synthetic TCP (stream, seqpacket) and UDP (datagrams):
+    /// Wireshark's dissectors and Follow Stream work
+    Ethernet,
+    /// LINKTYPE_USER0 with a sockdump header, as the original tools wrote
+    /// (decode it with wireshark/sockdump.lua)
+    User,
 }
 
 /// Which kernel hooks capture the sends.
@@ -33,6 +57,9 @@ Examples:
   sockdump --sock /run/docker.sock --format string
   sockdump --pid 1234 -c 10
   sockdump --sock @/tmp/.X11-unix/X0      (abstract names start with @)
+  sockdump --format pcapng -o - | wireshark -k -i -
+  sockdump --format pcapng -o docker.pcapng /run/docker.sock
+  sockdump -r docker.pcapng --format string  (no root needed)
 
 Needs root, or CAP_BPF + CAP_PERFMON. Prints `listening ...` on stderr once
 capture is live, and `N packets captured, M lost` when it ends (Ctrl-C,
@@ -48,6 +75,21 @@ pub struct Cli {
     /// Write to FILE instead of stdout (created with mode 0600: captures hold secrets)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Read messages from a pcapng (or --link user pcap) file sockdump wrote instead
+    /// of capturing; --pid, --sock, --comm and -c filter what is printed
+    #[arg(long = "read", short = 'r', value_name = "FILE")]
+    pub read: Option<PathBuf>,
+
+    /// Framing of --format pcap/pcapng packets
+    #[arg(long, value_enum, default_value_t = LinkChoice::Ethernet)]
+    pub link: LinkChoice,
+
+    /// Give sockets whose path starts with PREFIX (`@name` for abstract names) the
+    /// TCP/UDP port PORT in pcap/pcapng, so Wireshark dissects their protocol
+    /// (repeatable; the longest prefix wins; see docs/PCAPNG.md for the built-in ports)
+    #[arg(long = "port-map", value_name = "PREFIX=PORT")]
+    pub port_map: Vec<PortMapEntry>,
 
     /// Only messages sent by PID, or sent to it (its socket's SO_PEERCRED peer)
     #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
@@ -114,6 +156,33 @@ mod tests {
         assert_eq!((cli.seg_size, cli.segs_per_msg, cli.segs_in_buffer), (51200, 10, 100));
         assert_eq!(cli.hook, HookChoice::Auto);
         assert!(cli.output.is_none() && cli.sock_prefix().is_none());
+        assert_eq!(cli.link, LinkChoice::Ethernet);
+        assert!(cli.port_map.is_empty() && cli.read.is_none());
+    }
+
+    #[test]
+    fn capture_file_options() {
+        let cli = parse(&[
+            "--format",
+            "pcapng",
+            "--link",
+            "user",
+            "--port-map",
+            "/run/a=8080",
+            "--port-map",
+            "@b=9",
+            "-r",
+            "x.pcapng",
+        ])
+        .unwrap();
+        assert!(cli.format.is_capture_file());
+        assert_eq!(cli.link, LinkChoice::User);
+        assert_eq!(cli.port_map.iter().map(ToString::to_string).collect::<Vec<_>>(), ["/run/a=8080", "@b=9"]);
+        assert_eq!(cli.read.as_deref(), Some(std::path::Path::new("x.pcapng")));
+        assert!(parse(&["--port-map", "/a"]).is_err());
+        assert!(parse(&["--port-map", "/a=70000"]).is_err());
+        assert!(parse(&["--link", "raw"]).is_err());
+        assert!(!parse(&["--format", "string"]).unwrap().format.is_capture_file());
     }
 
     #[test]

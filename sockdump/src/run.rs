@@ -11,17 +11,88 @@ use anyhow::{bail, Context, Result};
 use sockdump_common::{abi, Event};
 
 use crate::capture::{self, Capture, Filter, KernelCounters, Settings, SocketFile};
-use crate::cli::Cli;
+use crate::cli::{Cli, LinkChoice};
 use crate::clock::{self, WallClock, Zone};
-use crate::output::{self, text::TextSink, Sink, Stats};
+use crate::output::framing::{Link, PortMap};
+use crate::output::pcap::PcapSink;
+use crate::output::pcapng::PcapngSink;
+use crate::output::{self, text::TextSink, Destination, Sink, SinkOptions, Stats};
 use crate::system;
 
 pub fn run(cli: Cli) -> Result<()> {
+    check_output_options(&cli)?;
+    if let Some(path) = &cli.read {
+        return crate::read::run(&cli, path);
+    }
     let settings = settings_from(&cli)?;
     system::check_privileges()?;
     let destination = output::open_destination(cli.output.as_deref())?;
-    let mut sink = TextSink::new(destination, cli.format, WallClock::now(), Zone::Local);
-    capture_to(&cli, &settings, &mut sink)
+    let mut sink = make_sink(&cli, destination, WallClock::now())?;
+    capture_to(&cli, &settings, sink.as_mut())
+}
+
+/// Refuses options that would be silently ignored, and binary output to a terminal.
+pub fn check_output_options(cli: &Cli) -> Result<()> {
+    use std::io::IsTerminal;
+    if !cli.format.is_capture_file() {
+        if cli.link != LinkChoice::Ethernet {
+            bail!("--link applies to --format pcap and pcapng only");
+        }
+        if !cli.port_map.is_empty() {
+            bail!("--port-map applies to --format pcap and pcapng only");
+        }
+        return Ok(());
+    }
+    if cli.link == LinkChoice::User && !cli.port_map.is_empty() {
+        bail!("--port-map applies to --link ethernet only: --link user has no ports");
+    }
+    let to_stdout = cli.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    if to_stdout && io::stdout().is_terminal() {
+        bail!(
+            "not writing a binary {} capture to the terminal: give -o FILE, or pipe it \
+             (sockdump --format pcapng -o - | wireshark -k -i -)",
+            if cli.format == crate::cli::Format::Pcap { "pcap" } else { "pcapng" }
+        );
+    }
+    Ok(())
+}
+
+/// The filter options in effect, as recorded in pcapng files.
+pub fn filter_description(cli: &Cli) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(pid) = cli.pid {
+        parts.push(format!("--pid {pid}"));
+    }
+    if let Some(sock) = cli.sock_prefix() {
+        parts.push(format!("--sock {sock}"));
+    }
+    if let Some(comm) = &cli.comm {
+        parts.push(format!("--comm {comm}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// The sink for --format, writing to `destination`.
+pub fn make_sink(cli: &Cli, destination: Destination, clock: WallClock) -> Result<Box<dyn Sink>> {
+    if !cli.format.is_capture_file() {
+        return Ok(Box::new(TextSink::new(destination, cli.format, clock, Zone::Local)));
+    }
+    let options = SinkOptions {
+        link: match cli.link {
+            LinkChoice::Ethernet => Link::Ethernet,
+            LinkChoice::User => Link::User,
+        },
+        ports: PortMap::new(cli.port_map.clone()),
+        clock,
+        flush_each: !output::is_regular_file(cli.output.as_deref()),
+        filter: filter_description(cli),
+    };
+    let sink: Box<dyn Sink> = if cli.format == crate::cli::Format::Pcap {
+        Box::new(PcapSink::new(destination, options).context("cannot write the pcap header")?)
+    } else {
+        Box::new(PcapngSink::new(destination, options).context("cannot write the pcapng header")?)
+    };
+    Ok(sink)
 }
 
 /// Captures into `sink` until Ctrl-C, SIGTERM, `--count` or a closed output.

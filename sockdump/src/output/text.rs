@@ -30,7 +30,8 @@ impl<W: Write> Sink for TextSink<W> {
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
         write_header(&mut self.out, event, self.clock, self.zone)?;
         match self.format {
-            Format::Hex => write_hex(&mut self.out, event.data),
+            // run.rs builds other sinks for capture files; hex is the fallback.
+            Format::Hex | Format::Pcap | Format::Pcapng => write_hex(&mut self.out, event.data),
             Format::String => write_string(&mut self.out, event.data),
             Format::Hexstring => write_hexstring(&mut self.out, event.data),
         }

@@ -1,0 +1,677 @@
+//! The metadata sockdump attaches to every packet it writes: one message's
+//! process and socket details, as a `key=value` pcapng comment
+//! ([`write_comment`] / [`parse_comment`]) and as the binary LINKTYPE_USER0
+//! header ([`crate::user0`]). `docs/PCAPNG.md` documents both; the Wireshark
+//! plugin in `wireshark/sockdump.lua` reads both.
+//!
+//! # Comment format, version 1
+//!
+//! One line of ASCII, fields separated by single spaces, each `key=value`,
+//! always starting with `sockdump=1`:
+//!
+//! ```text
+//! sockdump=1 pid=812 tid=812 comm=curl peer_pid=790 type=stream path= peer_path=/run/docker.sock ino=40211 peer_ino=40212 len=78 captured=78
+//! ```
+//!
+//! Values are percent-encoded: every byte outside `!`..`~`, and `%` and `=`
+//! themselves, is written `%XX` (two upper-case hex digits). So comm names and
+//! paths with spaces, `=` or any bytes survive, and the comment stays valid
+//! UTF-8 as pcapng requires. Socket names: empty for an unnamed socket, `@`
+//! then the name for an abstract one (NUL bytes inside as `%00`), the path
+//! otherwise (a path that itself starts with `@` has it written `%40`).
+//! Readers ignore keys they do not know; a new major layout changes the
+//! version number.
+
+use std::fmt::{self, Write as _};
+
+use crate::abi;
+use crate::event::{Event, EventFlags, SockType, SocketName};
+
+/// The version this module writes and reads.
+pub const COMMENT_VERSION: u32 = 1;
+/// Every sockdump comment starts with this.
+pub const COMMENT_PREFIX: &str = "sockdump=1";
+
+/// Which way a message went in its conversation; the pcapng EPB flags and
+/// the USER0 header carry it. The client side's messages are outbound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    #[default]
+    Unknown,
+    /// Sent by the server side (the named socket) to the client.
+    Inbound,
+    /// Sent by the client side to the server (for socketpairs and other
+    /// conversations with no named side: by the side that spoke first).
+    Outbound,
+}
+
+impl Direction {
+    /// The pcapng `epb_flags` direction bits (also the USER0 header byte).
+    pub fn bits(self) -> u8 {
+        match self {
+            Self::Unknown => 0,
+            Self::Inbound => 1,
+            Self::Outbound => 2,
+        }
+    }
+
+    pub fn from_bits(bits: u8) -> Self {
+        match bits & 3 {
+            1 => Self::Inbound,
+            2 => Self::Outbound,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn reversed(self) -> Self {
+        match self {
+            Self::Unknown => Self::Unknown,
+            Self::Inbound => Self::Outbound,
+            Self::Outbound => Self::Inbound,
+        }
+    }
+}
+
+/// Which part of a message a packet carries when the message was split
+/// over several packets (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// One message's details, borrowed from an [`Event`] or a parsed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageMeta<'a> {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: &'a [u8],
+    pub peer_pid: u32,
+    pub sock_type: SockType,
+    pub sock_ino: u64,
+    pub peer_ino: u64,
+    pub path: SocketName<'a>,
+    pub peer_path: SocketName<'a>,
+    /// Bytes the kernel accepted.
+    pub len: u32,
+    /// Bytes captured (at most `len`).
+    pub captured: u32,
+    pub flags: EventFlags,
+}
+
+impl<'a> MessageMeta<'a> {
+    pub fn of(event: &Event<'a>) -> Self {
+        MessageMeta {
+            pid: event.pid,
+            tid: event.tid,
+            comm: event.comm,
+            peer_pid: event.peer_pid,
+            sock_type: event.sock_type,
+            sock_ino: event.sock_ino,
+            peer_ino: event.peer_ino,
+            path: event.path,
+            peer_path: event.peer_path,
+            len: event.len,
+            // Event::parse guarantees captured <= len <= u32::MAX.
+            captured: u32::try_from(event.data.len()).unwrap_or(u32::MAX),
+            flags: event.flags,
+        }
+    }
+
+    /// The event these details describe, with `data` as its captured bytes
+    /// and `timestamp_ns` as its time.
+    pub fn to_event<'d>(&self, timestamp_ns: u64, data: &'d [u8]) -> Event<'d>
+    where
+        'a: 'd,
+    {
+        Event {
+            timestamp_ns,
+            sock_ino: self.sock_ino,
+            peer_ino: self.peer_ino,
+            pid: self.pid,
+            tid: self.tid,
+            peer_pid: self.peer_pid,
+            // An event never holds more bytes than were sent.
+            len: self.len.max(u32::try_from(data.len()).unwrap_or(u32::MAX)),
+            sock_type: self.sock_type,
+            flags: self.flags,
+            comm: self.comm,
+            path: self.path,
+            peer_path: self.peer_path,
+            data,
+        }
+    }
+}
+
+/// A socket name that owns its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum OwnedName {
+    #[default]
+    Unnamed,
+    Path(Vec<u8>),
+    Abstract(Vec<u8>),
+}
+
+impl OwnedName {
+    pub fn of(name: SocketName<'_>) -> Self {
+        match name {
+            SocketName::Unnamed => Self::Unnamed,
+            SocketName::Path(p) => Self::Path(p.to_vec()),
+            SocketName::Abstract(n) => Self::Abstract(n.to_vec()),
+        }
+    }
+
+    pub fn as_name(&self) -> SocketName<'_> {
+        match self {
+            Self::Unnamed => SocketName::Unnamed,
+            Self::Path(p) => SocketName::Path(p),
+            Self::Abstract(n) => SocketName::Abstract(n),
+        }
+    }
+}
+
+/// [`MessageMeta`] owning its bytes, as [`parse_comment`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedMeta {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Vec<u8>,
+    pub peer_pid: u32,
+    pub sock_type: SockType,
+    pub sock_ino: u64,
+    pub peer_ino: u64,
+    pub path: OwnedName,
+    pub peer_path: OwnedName,
+    pub len: u32,
+    pub captured: u32,
+    pub flags: EventFlags,
+}
+
+impl OwnedMeta {
+    pub fn of(meta: &MessageMeta<'_>) -> Self {
+        OwnedMeta {
+            pid: meta.pid,
+            tid: meta.tid,
+            comm: meta.comm.to_vec(),
+            peer_pid: meta.peer_pid,
+            sock_type: meta.sock_type,
+            sock_ino: meta.sock_ino,
+            peer_ino: meta.peer_ino,
+            path: OwnedName::of(meta.path),
+            peer_path: OwnedName::of(meta.peer_path),
+            len: meta.len,
+            captured: meta.captured,
+            flags: meta.flags,
+        }
+    }
+
+    pub fn borrow(&self) -> MessageMeta<'_> {
+        MessageMeta {
+            pid: self.pid,
+            tid: self.tid,
+            comm: &self.comm,
+            peer_pid: self.peer_pid,
+            sock_type: self.sock_type,
+            sock_ino: self.sock_ino,
+            peer_ino: self.peer_ino,
+            path: self.path.as_name(),
+            peer_path: self.peer_path.as_name(),
+            len: self.len,
+            captured: self.captured,
+            flags: self.flags,
+        }
+    }
+}
+
+/// Flag names in comments, in bit order.
+const FLAG_NAMES: [(u16, &str); 4] = [
+    (abi::flag::TRUNC_SIZE, "trunc_size"),
+    (abi::flag::TRUNC_SEGS, "trunc_segs"),
+    (abi::flag::UNREADABLE, "unreadable"),
+    (abi::flag::PEER_IS_DEST, "peer_is_dest"),
+];
+
+fn needs_escape(b: u8) -> bool {
+    !(b'!'..=b'~').contains(&b) || b == b'%' || b == b'='
+}
+
+/// Appends `bytes` percent-encoded.
+pub fn escape_into(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if needs_escape(b) {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+}
+
+/// Appends a socket name as comments write it.
+pub fn escape_name_into(out: &mut String, name: SocketName<'_>) {
+    match name {
+        SocketName::Unnamed => {}
+        SocketName::Abstract(n) => {
+            out.push('@');
+            escape_into(out, n);
+        }
+        SocketName::Path(p) => match p.split_first() {
+            Some((b'@', rest)) => {
+                out.push_str("%40");
+                escape_into(out, rest);
+            }
+            _ => escape_into(out, p),
+        },
+    }
+}
+
+/// `type=` values: the name, or the raw number for types sockdump does not name.
+struct SockTypeValue(SockType);
+
+impl fmt::Display for SockTypeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SockType::Other(raw) => write!(f, "{raw}"),
+            known => f.write_str(known.name()),
+        }
+    }
+}
+
+/// Writes the comment for one packet of a message (replacing `out`'s content).
+pub fn write_comment(out: &mut String, meta: &MessageMeta<'_>, part: Option<Part>) {
+    out.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{COMMENT_PREFIX} pid={} tid={} comm=", meta.pid, meta.tid);
+    escape_into(out, meta.comm);
+    let _ = write!(out, " peer_pid={} type={} path=", meta.peer_pid, SockTypeValue(meta.sock_type));
+    escape_name_into(out, meta.path);
+    out.push_str(" peer_path=");
+    escape_name_into(out, meta.peer_path);
+    let _ = write!(
+        out,
+        " ino={} peer_ino={} len={} captured={}",
+        meta.sock_ino, meta.peer_ino, meta.len, meta.captured
+    );
+    if meta.flags.0 != 0 {
+        out.push_str(" flags=");
+        let mut rest = meta.flags.0;
+        let mut first = true;
+        for (bit, name) in FLAG_NAMES {
+            if rest & bit != 0 {
+                if !first {
+                    out.push(',');
+                }
+                out.push_str(name);
+                first = false;
+                rest &= !bit;
+            }
+        }
+        if rest != 0 {
+            if !first {
+                out.push(',');
+            }
+            let _ = write!(out, "{rest:#x}");
+        }
+    }
+    if let Some(part) = part {
+        let _ = write!(out, " part={}/{}", part.index, part.count);
+    }
+}
+
+/// What a packet that no process sent stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synthetic {
+    /// The SYN, SYN-ACK and ACK that open a TCP stream in the Ethernet
+    /// framing, so tools see a complete connection.
+    Handshake,
+}
+
+impl Synthetic {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake",
+        }
+    }
+}
+
+/// Writes the comment of a synthetic packet.
+pub fn write_synthetic_comment(out: &mut String, what: Synthetic) {
+    out.clear();
+    out.push_str(COMMENT_PREFIX);
+    out.push_str(" synthetic=");
+    out.push_str(what.name());
+}
+
+/// A parsed sockdump comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Comment {
+    Message { meta: OwnedMeta, part: Option<Part> },
+    Synthetic(Synthetic),
+}
+
+/// Why a comment is not a sockdump comment this version understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommentError {
+    #[error("not a sockdump comment (it does not start with `sockdump=`)")]
+    NotSockdump,
+    #[error("sockdump comment version {0} is not supported (this sockdump reads version {COMMENT_VERSION})")]
+    Version(String),
+    #[error("sockdump comment has no `{0}=`")]
+    Missing(&'static str),
+    #[error("sockdump comment has a bad `{key}=` value: {value:?}")]
+    Bad { key: &'static str, value: String },
+    #[error("sockdump comment field {0:?} is not key=value")]
+    NotKeyValue(String),
+}
+
+/// Whether a comment was written by sockdump (of any version).
+pub fn is_sockdump_comment(comment: &str) -> bool {
+    comment.starts_with("sockdump=")
+}
+
+/// Decodes percent-encoding; `None` on a malformed escape.
+pub fn unescape(value: &str) -> Option<Vec<u8>> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn unescape_name(value: &str) -> Option<OwnedName> {
+    if value.is_empty() {
+        return Some(OwnedName::Unnamed);
+    }
+    if let Some(rest) = value.strip_prefix('@') {
+        let name = unescape(rest)?;
+        return (name.len() < abi::PATH_MAX).then_some(OwnedName::Abstract(name));
+    }
+    let path = unescape(value)?;
+    // A filesystem path ends at its first NUL, so it cannot hold one.
+    (path.len() <= abi::PATH_MAX && !path.contains(&0)).then_some(OwnedName::Path(path))
+}
+
+fn parse_sock_type(value: &str) -> Option<SockType> {
+    match value {
+        "stream" => Some(SockType::Stream),
+        "dgram" => Some(SockType::Dgram),
+        "seqpacket" => Some(SockType::SeqPacket),
+        number => number.parse().ok().map(SockType::from_raw),
+    }
+}
+
+fn parse_flags(value: &str) -> Option<EventFlags> {
+    let mut bits = 0u16;
+    for token in value.split(',').filter(|t| !t.is_empty()) {
+        bits |= match FLAG_NAMES.iter().find(|(_, name)| *name == token) {
+            Some((bit, _)) => *bit,
+            None => u16::from_str_radix(token.strip_prefix("0x")?, 16).ok()?,
+        };
+    }
+    Some(EventFlags(bits))
+}
+
+fn parse_part(value: &str) -> Option<Part> {
+    let (index, count) = value.split_once('/')?;
+    let part = Part { index: index.parse().ok()?, count: count.parse().ok()? };
+    (part.index >= 1 && part.index <= part.count).then_some(part)
+}
+
+#[derive(Default)]
+struct Fields<'c> {
+    pid: Option<&'c str>,
+    tid: Option<&'c str>,
+    comm: Option<&'c str>,
+    peer_pid: Option<&'c str>,
+    sock_type: Option<&'c str>,
+    path: Option<&'c str>,
+    peer_path: Option<&'c str>,
+    ino: Option<&'c str>,
+    peer_ino: Option<&'c str>,
+    len: Option<&'c str>,
+    captured: Option<&'c str>,
+    flags: Option<&'c str>,
+    part: Option<&'c str>,
+    synthetic: Option<&'c str>,
+}
+
+fn need<'c>(value: Option<&'c str>, key: &'static str) -> Result<&'c str, CommentError> {
+    value.ok_or(CommentError::Missing(key))
+}
+
+fn bad(key: &'static str, value: &str) -> CommentError {
+    CommentError::Bad { key, value: value.to_owned() }
+}
+
+fn number<T: std::str::FromStr>(value: Option<&str>, key: &'static str) -> Result<T, CommentError> {
+    let value = need(value, key)?;
+    value.parse().map_err(|_| bad(key, value))
+}
+
+/// Parses a comment [`write_comment`] or [`write_synthetic_comment`] wrote.
+pub fn parse_comment(comment: &str) -> Result<Comment, CommentError> {
+    let comment = comment.trim_end_matches(['\r', '\n']);
+    let mut tokens = comment.split(' ').filter(|t| !t.is_empty());
+    let version = tokens.next().and_then(|t| t.strip_prefix("sockdump=")).ok_or(CommentError::NotSockdump)?;
+    if version != "1" {
+        return Err(CommentError::Version(version.to_owned()));
+    }
+    let mut f = Fields::default();
+    for token in tokens {
+        let (key, value) =
+            token.split_once('=').ok_or_else(|| CommentError::NotKeyValue(token.to_owned()))?;
+        let slot = match key {
+            "pid" => &mut f.pid,
+            "tid" => &mut f.tid,
+            "comm" => &mut f.comm,
+            "peer_pid" => &mut f.peer_pid,
+            "type" => &mut f.sock_type,
+            "path" => &mut f.path,
+            "peer_path" => &mut f.peer_path,
+            "ino" => &mut f.ino,
+            "peer_ino" => &mut f.peer_ino,
+            "len" => &mut f.len,
+            "captured" => &mut f.captured,
+            "flags" => &mut f.flags,
+            "part" => &mut f.part,
+            "synthetic" => &mut f.synthetic,
+            // Later writers may add keys: skip what this reader does not know.
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    if let Some(what) = f.synthetic {
+        return match what {
+            "handshake" => Ok(Comment::Synthetic(Synthetic::Handshake)),
+            other => Err(bad("synthetic", other)),
+        };
+    }
+    let comm_value = need(f.comm, "comm")?;
+    let comm =
+        unescape(comm_value).filter(|c| c.len() <= abi::COMM_LEN).ok_or_else(|| bad("comm", comm_value))?;
+    let type_value = need(f.sock_type, "type")?;
+    let sock_type = parse_sock_type(type_value).ok_or_else(|| bad("type", type_value))?;
+    let path_value = need(f.path, "path")?;
+    let path = unescape_name(path_value).ok_or_else(|| bad("path", path_value))?;
+    let peer_value = need(f.peer_path, "peer_path")?;
+    let peer_path = unescape_name(peer_value).ok_or_else(|| bad("peer_path", peer_value))?;
+    let flags = match f.flags {
+        None => EventFlags::default(),
+        Some(value) => parse_flags(value).ok_or_else(|| bad("flags", value))?,
+    };
+    let part = match f.part {
+        None => None,
+        Some(value) => Some(parse_part(value).ok_or_else(|| bad("part", value))?),
+    };
+    let len: u32 = number(f.len, "len")?;
+    let captured: u32 = number(f.captured, "captured")?;
+    if captured > len {
+        return Err(bad("captured", need(f.captured, "captured")?));
+    }
+    Ok(Comment::Message {
+        meta: OwnedMeta {
+            pid: number(f.pid, "pid")?,
+            tid: number(f.tid, "tid")?,
+            comm,
+            peer_pid: number(f.peer_pid, "peer_pid")?,
+            sock_type,
+            sock_ino: number(f.ino, "ino")?,
+            peer_ino: number(f.peer_ino, "peer_ino")?,
+            path,
+            peer_path,
+            len,
+            captured,
+            flags,
+        },
+        part,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta<'a>(comm: &'a [u8], path: SocketName<'a>, peer: SocketName<'a>) -> MessageMeta<'a> {
+        MessageMeta {
+            pid: 812,
+            tid: 813,
+            comm,
+            peer_pid: 790,
+            sock_type: SockType::Stream,
+            sock_ino: 40211,
+            peer_ino: 40212,
+            path,
+            peer_path: peer,
+            len: 78,
+            captured: 78,
+            flags: EventFlags::default(),
+        }
+    }
+
+    fn comment(meta: &MessageMeta<'_>, part: Option<Part>) -> String {
+        let mut out = String::new();
+        write_comment(&mut out, meta, part);
+        out
+    }
+
+    #[test]
+    fn golden_plain_comment() {
+        let m = meta(b"curl", SocketName::Unnamed, SocketName::Path(b"/run/docker.sock"));
+        assert_eq!(
+            comment(&m, None),
+            "sockdump=1 pid=812 tid=813 comm=curl peer_pid=790 type=stream path= \
+             peer_path=/run/docker.sock ino=40211 peer_ino=40212 len=78 captured=78"
+        );
+    }
+
+    #[test]
+    fn golden_escaped_comment_with_flags_and_part() {
+        let mut m = meta(b"my app=1%", SocketName::Path(b"@odd path"), SocketName::Abstract(b"abs\0x\xff"));
+        m.sock_type = SockType::Other(3);
+        m.flags = EventFlags(abi::flag::TRUNC_SIZE | abi::flag::PEER_IS_DEST | 0x40);
+        m.captured = 10;
+        assert_eq!(
+            comment(&m, Some(Part { index: 2, count: 3 })),
+            "sockdump=1 pid=812 tid=813 comm=my%20app%3D1%25 peer_pid=790 type=3 \
+             path=%40odd%20path peer_path=@abs%00x%FF ino=40211 peer_ino=40212 len=78 \
+             captured=10 flags=trunc_size,peer_is_dest,0x40 part=2/3"
+        );
+    }
+
+    #[test]
+    fn round_trips_every_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let comm: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(37)).collect();
+        for (path, peer) in [
+            (SocketName::Path(&all[1..109]), SocketName::Abstract(&all[..107])),
+            (SocketName::Unnamed, SocketName::Path(b"@")),
+            (SocketName::Abstract(b""), SocketName::Path(b"a b=c")),
+        ] {
+            for flags in [0u16, 1, 2, 4, 8, 15, 0xfff0] {
+                let mut m = meta(&comm, path, peer);
+                m.flags = EventFlags(flags);
+                for sock_type in [SockType::Stream, SockType::Dgram, SockType::SeqPacket, SockType::Other(9)]
+                {
+                    m.sock_type = sock_type;
+                    for part in [None, Some(Part { index: 1, count: 1 })] {
+                        let text = comment(&m, part);
+                        assert!(text.is_ascii() && !text.contains("  "), "{text}");
+                        assert_eq!(
+                            parse_comment(&text),
+                            Ok(Comment::Message { meta: OwnedMeta::of(&m), part }),
+                            "{text}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn synthetic_comments_round_trip() {
+        let mut out = String::new();
+        write_synthetic_comment(&mut out, Synthetic::Handshake);
+        assert_eq!(out, "sockdump=1 synthetic=handshake");
+        assert_eq!(parse_comment(&out), Ok(Comment::Synthetic(Synthetic::Handshake)));
+    }
+
+    #[test]
+    fn unknown_keys_are_skipped_and_bad_input_refused() {
+        let m = meta(b"x", SocketName::Unnamed, SocketName::Unnamed);
+        let text = comment(&m, None) + " future=thing";
+        assert!(matches!(parse_comment(&text), Ok(Comment::Message { .. })));
+        assert_eq!(parse_comment("hello world"), Err(CommentError::NotSockdump));
+        assert_eq!(parse_comment("sockdump=2 pid=1"), Err(CommentError::Version("2".into())));
+        assert_eq!(parse_comment("sockdump=1 pid=1"), Err(CommentError::Missing("comm")));
+        let broken = comment(&m, None).replace("comm=x", "comm=%G1");
+        assert!(matches!(parse_comment(&broken), Err(CommentError::Bad { key: "comm", .. })));
+        let over = comment(&m, None).replace("captured=78", "captured=79");
+        assert!(matches!(parse_comment(&over), Err(CommentError::Bad { key: "captured", .. })));
+        let nul = comment(&m, None).replace("path= ", "path=a%00b ");
+        assert!(matches!(parse_comment(&nul), Err(CommentError::Bad { key: "path", .. })));
+        let part = comment(&m, Some(Part { index: 1, count: 2 })).replace("1/2", "3/2");
+        assert!(matches!(parse_comment(&part), Err(CommentError::Bad { key: "part", .. })));
+    }
+
+    #[test]
+    fn directions_match_pcapng_flag_bits() {
+        assert_eq!(Direction::Inbound.bits(), 1);
+        assert_eq!(Direction::Outbound.bits(), 2);
+        for d in [Direction::Unknown, Direction::Inbound, Direction::Outbound] {
+            assert_eq!(Direction::from_bits(d.bits()), d);
+            assert_eq!(d.reversed().reversed(), d);
+        }
+    }
+
+    #[test]
+    fn parsing_never_panics() {
+        let base = "sockdump=1 pid=1 tid=2 comm=a%20b peer_pid=3 type=stream path=/a peer_path=@b ino=4 peer_ino=5 len=6 captured=6 flags=trunc_size part=1/2";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % bytes.len() as u64) as usize;
+                bytes[at] = b" =%/,@0123456789abcxyz"[(state >> 40) as usize % 22];
+            }
+            let cut = (state >> 20) as usize % (bytes.len() + 1);
+            if let Ok(text) = std::str::from_utf8(&bytes[..cut]) {
+                let _ = parse_comment(text);
+            }
+        }
+    }
+}
