@@ -25,19 +25,16 @@ const volatile __u64 filter_ino = 0;
 const volatile __u32 filter_dev = 0;
 const volatile __u32 seg_size = 51200;
 const volatile __u32 segs_per_msg = 10;
+/* wake user space only once this much is waiting: it polls with a timeout,
+ * so a quiet ring still reaches it, and a busy one wakes it in batches */
+const volatile __u64 wakeup_bytes = 1;
 
 /* fexit programs can be preempted (only migration is disabled), and the
- * kernel only keeps one program from nesting with itself: each exit hook that
- * may run concurrently on a CPU gets its own scratch slot. */
+ * kernel only keeps one program from nesting with itself: each exit hook
+ * that may run concurrently on a CPU gets its own scratch slot. */
 enum scratch_slot {
 	SLOT_STREAM = 0,
 	SLOT_DGRAM = 1,
-};
-
-struct scratch {
-	struct sockdump_event event;
-	/* twice the copy size: lets the verifier bound `offset + length` */
-	__u8 data[2 * SOCKDUMP_DATA_MAX];
 };
 
 enum inflight_kind {
@@ -56,6 +53,14 @@ struct inflight {
 	__u8 path_matched; /* --sock already matched the socket or its peer */
 	__u8 kind;         /* enum inflight_kind */
 	__u8 pad;
+};
+
+struct scratch {
+	/* the send being recorded, handed to record_pending() */
+	struct inflight pending;
+	struct sockdump_event event;
+	/* twice the copy size: lets the verifier bound `offset + length` */
+	__u8 data[2 * SOCKDUMP_DATA_MAX];
 };
 
 struct {
@@ -90,6 +95,13 @@ static __always_inline void count(__u32 counter, __u64 n)
 
 	if (value)
 		*value += n;
+}
+
+static __always_inline struct scratch *scratch_slot(__u32 slot)
+{
+	__u32 key = bpf_get_smp_processor_id() * SOCKDUMP_SCRATCH_SLOTS + slot;
+
+	return bpf_map_lookup_elem(&scratch, &key);
 }
 
 static __always_inline __u64 socket_ino(const struct socket *sock)
@@ -235,17 +247,20 @@ static __always_inline void remember_send(const struct inflight *f)
 		count(SOCKDUMP_LOST_INFLIGHT, 1);
 }
 
-/* Takes the thread's in-flight send out of the table into *f. */
-static __always_inline bool take_send(struct inflight *f)
+/* Takes the thread's in-flight send out of the table into its scratch slot. */
+static __always_inline struct scratch *take_send(__u32 slot)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *stored = bpf_map_lookup_elem(&inflight, &pid_tgid);
+	struct scratch *s;
 
 	if (!stored)
-		return false;
-	*f = *stored;
+		return NULL;
+	s = scratch_slot(slot);
+	if (s)
+		s->pending = *stored;
 	bpf_map_delete_elem(&inflight, &pid_tgid);
-	return true;
+	return s;
 }
 
 static __always_inline long read_memory(void *dst, __u32 len, __u64 src, bool user)
@@ -259,9 +274,9 @@ static __always_inline long read_memory(void *dst, __u32 len, __u64 src, bool us
 #define DATA_OFFSET(n) ((n) & (SOCKDUMP_DATA_MAX - 1))
 
 /* Copies up to `want` sent bytes into s->data; returns how many. */
-static __always_inline __u32 copy_sent_bytes(struct scratch *s, const struct buffer_view *b,
-					     __u64 want)
+static __always_inline __u32 copy_sent_bytes(struct scratch *s, __u64 want)
 {
+	const struct buffer_view *b = &s->pending.buffer;
 	struct sockdump_event *ev = &s->event;
 	bool iov_in_user = b->kind == BUFFER_USER_IOV_IN_USER;
 	bool data_in_user = b->kind != BUFFER_KERNEL_IOV;
@@ -315,23 +330,28 @@ static __always_inline __u32 copy_sent_bytes(struct scratch *s, const struct buf
 }
 
 /*
- * The send described by *f returned `sent`: record it. Runs after the kernel
- * copied the bytes, so they are mapped in and `sent` is exactly what was
- * accepted; failed sends (sent <= 0) leave no record.
+ * The send pending in scratch slot `slot` returned `sent`: record it. Runs
+ * after the kernel copied the bytes, so they are mapped in and `sent` is
+ * exactly what was accepted; failed sends (sent <= 0) leave no record.
+ *
+ * A global function: the verifier checks it once, not at every call site
+ * (the sendmmsg loop calls it several times).
  */
-static __always_inline void record_send(const struct inflight *f, __s64 sent, __u32 slot)
+__attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 {
-	__u32 key = bpf_get_smp_processor_id() * SOCKDUMP_SCRATCH_SLOTS + slot;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &key);
-	const struct socket *sock = (const void *)f->sock;
+	struct scratch *s = scratch_slot(slot);
+	const struct inflight *f;
+	const struct socket *sock;
 	struct unix_sock *u, *peer;
 	struct sockdump_event *ev;
-	__u64 pid_tgid;
+	__u64 pid_tgid, wake;
 	__u32 want;
 
 	if (sent <= 0 || !s)
-		return;
+		return 0;
+	f = &s->pending;
 	ev = &s->event;
+	sock = (const void *)f->sock;
 	u = unix_sock_of(sock);
 	peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
 
@@ -351,7 +371,7 @@ static __always_inline void record_send(const struct inflight *f, __s64 sent, __
 	if (!f->path_matched && !is_filter_file(u) &&
 	    !name_has_prefix(ev->path, ev->path_len) &&
 	    !name_has_prefix(ev->peer_path, ev->peer_path_len))
-		return;
+		return 0;
 
 	pid_tgid = bpf_get_current_pid_tgid();
 	ev->timestamp_ns = bpf_ktime_get_ns();
@@ -368,11 +388,40 @@ static __always_inline void record_send(const struct inflight *f, __s64 sent, __
 		want = seg_size;
 		ev->flags |= SOCKDUMP_F_TRUNC_SIZE;
 	}
-	ev->captured = copy_sent_bytes(s, &f->buffer, want);
+	ev->captured = copy_sent_bytes(s, want);
 
-	if (bpf_ringbuf_output(&events, s, sizeof(*ev) + (ev->captured & (2 * SOCKDUMP_DATA_MAX - 1)),
-			       0))
+	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									    : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + (ev->captured & (2 * SOCKDUMP_DATA_MAX - 1)),
+			       wake))
 		count(SOCKDUMP_LOST_RINGBUF, 1);
+	return 0;
 }
+
+/* Everything the entry and exit of kernel sendmsg functions share
+ * (fentry/fexit and kprobe/kretprobe). */
+static __always_inline int sendmsg_enter(const struct socket *sock, const struct msghdr *msg)
+{
+	struct inflight f = {};
+
+	if (!send_wanted(sock, &f))
+		return 0;
+	f.sock = (__u64)sock;
+	f.kind = INFLIGHT_BUFFER;
+	read_iter(&msg->msg_iter, &f.buffer);
+	f.name = (__u64)BPF_CORE_READ(msg, msg_name);
+	f.name_len = BPF_CORE_READ(msg, msg_namelen);
+	remember_send(&f);
+	return 0;
+}
+
+static __always_inline int sendmsg_exit(__s64 ret, __u32 slot)
+{
+	if (take_send(slot))
+		record_pending(ret, slot);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
 
 #endif

@@ -34,13 +34,17 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
-#define BPF_F_NO_PREALLOC (1U << 0)
 #define BPF_ANY 0
+
+/* UAPI flags of bpf_ringbuf_output() and bpf_ringbuf_query() */
+#define BPF_RB_NO_WAKEUP (1ULL << 0)
+#define BPF_RB_FORCE_WAKEUP (1ULL << 1)
+#define BPF_RB_AVAIL_DATA 0
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct pt_regs {
-	unsigned long di, si, dx, cx, r8, r9, ax, sp, ip;
+	unsigned long di, si, dx, cx, r8, r9, r10, ax, orig_ax, sp, ip;
 };
 
 /* the iterator inside struct msghdr */
@@ -154,21 +158,6 @@ struct task_struct {
 };
 
 #pragma clang attribute pop
-
-/* Syscall tracepoint records: stable layout, read directly (no CO-RE). */
-struct syscall_enter_args {
-	__u64 common;
-	__s32 syscall_nr;
-	__u32 pad;
-	__u64 args[6];
-};
-
-struct syscall_exit_args {
-	__u64 common;
-	__s32 syscall_nr;
-	__u32 pad;
-	__s64 ret;
-};
 
 /* UAPI, read from user memory by the tracepoint path. */
 struct user_msghdr {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{FEntry, FExit, KProbe, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sockdump_common::abi;
@@ -41,7 +41,27 @@ impl Hook {
         match self {
             Hook::Fentry => "fentry/fexit unix_stream_sendmsg, unix_dgram_sendmsg",
             Hook::Kprobe => "kprobe/kretprobe unix_stream_sendmsg, unix_dgram_sendmsg",
-            Hook::Tracepoint => "syscalls write, writev, sendto, sendmsg, sendmmsg",
+            Hook::Tracepoint => "raw syscall tracepoints: write, writev, sendto, sendmsg, sendmmsg, pwritev2",
+        }
+    }
+
+    /// The eBPF object with this family's programs.
+    fn object(self) -> &'static [u8] {
+        match self {
+            Hook::Fentry => sockdump_ebpf::fentry_object(),
+            Hook::Kprobe => sockdump_ebpf::kprobe_object(),
+            Hook::Tracepoint => sockdump_ebpf::tracepoint_object(),
+        }
+    }
+
+    /// Why this kernel certainly lacks the hook, found without loading anything.
+    fn missing(self) -> Option<&'static str> {
+        const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
+        match self {
+            Hook::Kprobe if !std::path::Path::new(KPROBE_PMU).exists() => {
+                Some("this kernel has no kprobes (no kprobe PMU: CONFIG_KPROBES is off)")
+            }
+            _ => None,
         }
     }
 
@@ -170,14 +190,20 @@ impl Capture {
         mut skipped: impl FnMut(&HookFailure),
     ) -> Result<Self> {
         system::check_btf()?;
-        let btf = Btf::from_sys_fs()
-            .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
         let scratch_entries = u32::try_from(nr_cpus)? * abi::SCRATCH_SLOTS;
         let globals = Globals::new(&settings.filter);
+        // Batches of an eighth of the ring wake the reader; less waits for its poll timeout.
+        let wakeup_bytes = u64::from(settings.ring_bytes / 8);
 
+        // The loader parses the kernel BTF itself, but program loading needs one
+        // too: free the loader's and share ours, so only one (15-20 MB) is alive.
+        let btf: Btf;
         let mut loader = EbpfLoader::new();
+        loader.btf(None);
+        btf = Btf::from_sys_fs()
+            .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
         loader
             .btf(Some(&btf))
             .map_max_entries(maps::EVENTS, settings.ring_bytes)
@@ -191,16 +217,22 @@ impl Capture {
             .override_global("filter_ino", &globals.filter_ino, true)
             .override_global("filter_dev", &globals.filter_dev, true)
             .override_global("seg_size", &settings.seg_size, true)
-            .override_global("segs_per_msg", &settings.segs_per_msg, true);
+            .override_global("segs_per_msg", &settings.segs_per_msg, true)
+            .override_global("wakeup_bytes", &wakeup_bytes, true);
 
-        let candidates = Hook::candidates(choice);
         let mut failures = Vec::new();
-        for &hook in candidates {
-            let mut ebpf = loader
-                .load(sockdump_ebpf::object())
-                .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
-            match attach(&mut ebpf, hook, &btf, settings.verbose) {
-                Ok(()) => return Self::from_ebpf(ebpf, hook),
+        for &hook in Hook::candidates(choice) {
+            let attached = match hook.missing() {
+                Some(reason) => Err(reason.to_string()),
+                None => {
+                    let mut ebpf = loader
+                        .load(hook.object())
+                        .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
+                    attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
+                }
+            };
+            match attached {
+                Ok(ebpf) => return Self::from_ebpf(ebpf, hook),
                 Err(reason) => {
                     let failure = HookFailure { hook, reason };
                     skipped(&failure);
@@ -305,19 +337,11 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
             }
         }
         Hook::Tracepoint => {
-            system::ensure_tracefs().map_err(|e| format!("{e:#}"))?;
-            let p: &mut TracePoint = program_mut(ebpf, programs::TRACEPOINT_EXIT)?
-                .try_into()
-                .map_err(|e: ProgramError| e.to_string())?;
-            p.load().map_err(|e| explain(programs::TRACEPOINT_EXIT, e))?;
-            for tracepoint in programs::TRACEPOINT_EXITS {
-                p.attach("syscalls", tracepoint).map_err(|e| explain(tracepoint, e))?;
-            }
-            for (name, tracepoint) in programs::TRACEPOINT_ENTERS {
-                let p: &mut TracePoint =
+            for (name, tracepoint) in [programs::TRACEPOINT_EXIT, programs::TRACEPOINT_ENTER] {
+                let p: &mut BtfTracePoint =
                     program_mut(ebpf, name)?.try_into().map_err(|e: ProgramError| e.to_string())?;
-                p.load().map_err(|e| explain(name, e))?;
-                p.attach("syscalls", tracepoint).map_err(|e| explain(tracepoint, e))?;
+                p.load(tracepoint, btf).map_err(|e| explain(tracepoint, e))?;
+                p.attach().map_err(|e| explain(tracepoint, e))?;
             }
         }
     }
@@ -332,23 +356,31 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::progra
 /// returns for trampolines on unsupported functions.
 const ENOTSUPP: i32 = 524;
 
+/// aya turns an instruction whose CO-RE relocation failed into a call to
+/// helper 0xbad2310, which the verifier reports as `unknown#195896080`.
+const CORE_POISON: &str = "195896080";
+
 /// One line for a refused program; the verifier's last words, or all of
 /// them when verbose.
 fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: bool) -> String {
     match err {
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
+            let rejected = !log.trim().is_empty();
             let hint = match (hook, io_error.raw_os_error()) {
+                _ if log.contains(CORE_POISON) => {
+                    " (a CO-RE relocation failed: a kernel field sockdump reads does not exist on this kernel)"
+                }
                 (Hook::Fentry, Some(libc::EPERM)) => {
                     " (the kernel refuses BPF trampolines here, e.g. ftrace is locked down)"
                 }
                 (_, Some(libc::EPERM)) => " (missing privileges or a kernel lockdown)",
-                (Hook::Fentry, Some(ENOTSUPP | libc::EOPNOTSUPP | libc::EINVAL)) => {
+                (Hook::Fentry, Some(ENOTSUPP | libc::EOPNOTSUPP | libc::EINVAL)) if !rejected => {
                     " (this kernel has no BPF trampolines for this architecture or function)"
                 }
                 _ => "",
             };
-            if verbose && !log.trim().is_empty() {
+            if verbose && rejected {
                 format!("loading {what} failed: {io_error}{hint}; verifier log:\n{log}")
             } else {
                 format!("loading {what} failed: {io_error}{hint}{}", summarize_verifier_log(&log))
@@ -384,9 +416,16 @@ fn explain_program_error(hook: Hook, what: &str, err: ProgramError, verbose: boo
     }
 }
 
-/// The verifier's verdict is in the last lines of its log.
+/// The verifier's verdict is in the last lines of its log, before the
+/// statistics it prints at the end.
 fn summarize_verifier_log(log: &str) -> String {
-    let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).rev().take(3).collect();
+    let is_statistics = |line: &str| {
+        ["verification time", "stack depth", "processed ", "max_states_per_insn"]
+            .iter()
+            .any(|stat| line.starts_with(stat))
+    };
+    let tail: Vec<&str> =
+        log.lines().filter(|l| !l.trim().is_empty() && !is_statistics(l)).rev().take(2).collect();
     if tail.is_empty() {
         return String::new();
     }
@@ -424,10 +463,11 @@ mod tests {
 
     #[test]
     fn verifier_summary_keeps_the_last_lines() {
-        let log = "0: (b7) r0 = 0\n1: (95) exit\n\nR1 invalid mem access 'scalar'\nprocessed 2 insns\n";
+        let log = "0: (b7) r0 = 0\n1: (95) exit\n\nR1 invalid mem access 'scalar'\n\
+                   verification time 4905 usec\nstack depth 208\nprocessed 2 insns (limit 1000000)\n";
         assert_eq!(
             summarize_verifier_log(log),
-            "; verifier: 1: (95) exit | R1 invalid mem access 'scalar' | processed 2 insns (-v shows the whole log)"
+            "; verifier: 1: (95) exit | R1 invalid mem access 'scalar' (-v shows the whole log)"
         );
         assert_eq!(summarize_verifier_log(""), "");
     }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use sockdump_common::{abi, Event};
 
 use crate::capture::{self, Capture, Filter, KernelCounters, Settings, SocketFile};
-use crate::cli::{Cli, LinkChoice};
+use crate::cli::{Cli, HookChoice, LinkChoice};
 use crate::clock::{self, WallClock, Zone};
 use crate::output::framing::{Link, PortMap};
 use crate::output::pcap::PcapSink;
@@ -101,7 +101,8 @@ pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result
     let stop = stop_on_signals()?;
     let verbose = cli.verbose > 0;
     let mut capture = Capture::start(settings, cli.hook, |failure| {
-        if verbose {
+        // a forced hook's failure is the error itself: say it once
+        if verbose && cli.hook == HookChoice::Auto {
             eprintln!("sockdump: hook {} not available: {}", failure.hook, failure.reason);
         }
     })?;
@@ -123,6 +124,10 @@ pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result
     }
     Ok(())
 }
+
+/// How long records may wait in the ring: the kernel wakes sockdump only for
+/// large batches, so a trickle is picked up by this timeout.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -169,7 +174,7 @@ fn pump(capture: &mut Capture, sink: &mut dyn Sink, stop: &AtomicBool, limit: Op
         if stopping || tally.captured >= limit {
             return Ok(tally);
         }
-        capture.wait(Duration::from_millis(100))?;
+        capture.wait(BATCH_WAIT)?;
     }
 }
 

@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
-pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -55,22 +54,6 @@ pub fn check_btf() -> Result<()> {
         "kernel has no BTF at {BTF_PATH}: sockdump needs a kernel built with \
          CONFIG_DEBUG_INFO_BTF=y (Linux 5.5 or later; most distributions enable it since 2021)"
     )
-}
-
-/// Tracepoint ids are read from tracefs; mount it when it is missing.
-pub fn ensure_tracefs() -> Result<()> {
-    let mounted = |dir: &str| fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
-    if mounted(TRACEFS) || mounted("/sys/kernel/debug/tracing") {
-        return Ok(());
-    }
-    let flags = nix::mount::MsFlags::empty();
-    nix::mount::mount(Some("nodev"), TRACEFS, Some("tracefs"), flags, None::<&str>).map_err(|errno| {
-        anyhow::anyhow!(
-            "tracefs is not mounted at {TRACEFS} and mounting it failed ({}): mount it with \
-             `sudo mount -t tracefs nodev {TRACEFS}`",
-            errno.desc()
-        )
-    })
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it when allowed.

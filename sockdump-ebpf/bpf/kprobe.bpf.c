@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kprobe/kretprobe on the kernel's unix sendmsg functions, where BPF
+ * trampolines are refused. Each program is attached to both functions;
+ * kprobes never nest on a CPU, so one scratch slot serves both.
+ */
+#include "capture.h"
+#include <bpf/bpf_tracing.h>
+
+SEC("kprobe/unix_stream_sendmsg")
+int BPF_KPROBE(kprobe_unix_sendmsg, struct socket *sock, struct msghdr *msg)
+{
+	return sendmsg_enter(sock, msg);
+}
+
+SEC("kretprobe/unix_stream_sendmsg")
+int BPF_KRETPROBE(kretprobe_unix_sendmsg, int ret)
+{
+	return sendmsg_exit(ret, SLOT_STREAM);
+}
