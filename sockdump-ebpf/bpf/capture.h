@@ -46,6 +46,7 @@ enum inflight_kind {
 /* What the entry of a send leaves for its exit, per thread. */
 struct inflight {
 	__u64 sock; /* struct socket * */
+	__u64 sk;   /* its struct sock *, a struct unix_sock */
 	struct buffer_view buffer;
 	__u64 name; /* destination sockaddr_un of an unconnected send, 0 if none */
 	__u32 name_len;
@@ -53,6 +54,8 @@ struct inflight {
 	__u8 path_matched; /* --sock already matched the socket or its peer */
 	__u8 kind;         /* enum inflight_kind */
 	__u8 pad;
+	__u16 type;        /* the socket type (SOCK_STREAM, ...) */
+	__u8 pad2[6];
 };
 
 struct scratch {
@@ -102,6 +105,57 @@ static __always_inline struct scratch *scratch_slot(__u32 slot)
 	__u32 key = bpf_get_smp_processor_id() * SOCKDUMP_SCRATCH_SLOTS + slot;
 
 	return bpf_map_lookup_elem(&scratch, &key);
+}
+
+/* The struct socket fields sockdump needs. */
+struct socket_view {
+	struct sock *sk;
+	__u16 type;
+};
+
+static __always_inline int read_socket(const struct socket *sock, struct socket_view *v)
+{
+	DECLARE_SPAN(span);
+
+	if (SPAN_FITS(struct socket, type, sk)) {
+		if (READ_SPAN(span, sock, struct socket, type, sk))
+			return -1;
+		v->type = SPAN_FIELD(span, struct socket, type, type, short);
+		v->sk = SPAN_FIELD(span, struct socket, type, sk, struct sock *);
+		return 0;
+	}
+	v->type = BPF_CORE_READ(sock, type);
+	v->sk = BPF_CORE_READ(sock, sk);
+	return 0;
+}
+
+/* The struct unix_sock fields sockdump needs; all NULL for a NULL socket. */
+struct unix_view {
+	struct unix_address *addr;
+	struct dentry *dentry; /* the socket file, when bound to a path */
+	struct unix_sock *peer;
+};
+
+static __always_inline void read_unix(const struct unix_sock *u, struct unix_view *v)
+{
+	DECLARE_SPAN(span);
+
+	v->addr = NULL;
+	v->dentry = NULL;
+	v->peer = NULL;
+	if (!u)
+		return;
+	if (SPAN_FITS(struct unix_sock, addr, peer) && SPAN_HOLDS(struct unix_sock, addr, peer, path.dentry)) {
+		if (READ_SPAN(span, u, struct unix_sock, addr, peer))
+			return;
+		v->addr = SPAN_FIELD(span, struct unix_sock, addr, addr, struct unix_address *);
+		v->dentry = SPAN_FIELD(span, struct unix_sock, addr, path.dentry, struct dentry *);
+		v->peer = SPAN_FIELD(span, struct unix_sock, addr, peer, struct unix_sock *);
+		return;
+	}
+	v->addr = BPF_CORE_READ(u, addr);
+	v->dentry = BPF_CORE_READ(u, path.dentry);
+	v->peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
 }
 
 static __always_inline __u64 socket_ino(const struct socket *sock)
@@ -159,29 +213,30 @@ static __always_inline bool name_has_prefix(const char *name, __u32 len)
 	return true;
 }
 
-/* Is this unix socket the file --sock names (by inode, not by spelling)? */
-static __always_inline bool is_filter_file(const struct unix_sock *u)
+/* Is this socket file (a unix_view's dentry) the one --sock names, by
+ * inode rather than by spelling? */
+static __always_inline bool is_filter_file(const struct dentry *dentry)
 {
 	struct inode *inode;
 
-	if (!filter_ino || !u)
+	if (!filter_ino || !dentry)
 		return false;
-	inode = BPF_CORE_READ(u, path.dentry, d_inode);
+	inode = BPF_CORE_READ(dentry, d_inode);
 	if (!inode)
 		return false;
 	return BPF_CORE_READ(inode, i_ino) == filter_ino &&
 	       BPF_CORE_READ(inode, i_sb, s_dev) == filter_dev;
 }
 
-static __always_inline bool socket_matches_path(const struct unix_sock *u, char *name_buf)
+static __always_inline bool view_matches_path(const struct unix_view *v, char *name_buf)
 {
 	__u8 len;
 
-	if (is_filter_file(u))
+	if (is_filter_file(v->dentry))
 		return true;
 	if (!filter_path_len)
 		return false;
-	len = read_bound_name(BPF_CORE_READ(u, addr), name_buf);
+	len = read_bound_name(v->addr, name_buf);
 	return name_has_prefix(name_buf, len);
 }
 
@@ -202,64 +257,70 @@ static __always_inline bool comm_matches(void)
 	return true;
 }
 
-static __always_inline struct unix_sock *unix_sock_of(const struct socket *sock)
-{
-	/* struct unix_sock starts with struct sock: a CO-RE cast works on every
-	 * kernel, bpf_skc_to_unix_sock() only from 5.16 */
-	return (struct unix_sock *)BPF_CORE_READ(sock, sk);
-}
-
 /*
- * The filters that can be decided when a send starts. Returns false to ignore
- * the send; sets f->path_matched when --sock is already satisfied, otherwise
- * the destination of an unconnected send decides at exit.
+ * The filters that can be decided when a send starts, on the socket `sk`.
+ * Returns false to ignore the send; sets f->path_matched when --sock is
+ * already satisfied, otherwise the destination of an unconnected send
+ * decides at exit.
  */
-static __always_inline bool send_wanted(const struct socket *sock, struct inflight *f)
+static __always_inline bool send_wanted(const struct sock *sk, struct inflight *f)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	struct unix_sock *u, *peer;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct unix_view own, peer;
 	char name[SOCKDUMP_PATH_MAX];
 
 	if (tgid == self_tgid)
 		return false;
 	if (!comm_matches())
 		return false;
-	u = unix_sock_of(sock);
-	if (filter_pid && tgid != filter_pid &&
-	    pid_nr(BPF_CORE_READ(&u->sk, sk_peer_pid)) != filter_pid)
+	if (filter_pid && tgid != filter_pid && pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) != filter_pid)
 		return false;
 
 	f->path_matched = !filter_path_len && !filter_ino;
 	if (f->path_matched)
 		return true;
-	peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
-	f->path_matched = socket_matches_path(u, name) || socket_matches_path(peer, name);
+	/* struct unix_sock starts with struct sock: a CO-RE cast works on every
+	 * kernel, bpf_skc_to_unix_sock() only from 5.16 */
+	read_unix((const struct unix_sock *)sk, &own);
+	read_unix(own.peer, &peer);
+	f->path_matched = view_matches_path(&own, name) || view_matches_path(&peer, name);
 	/* with a peer, no destination address can change the answer */
-	return f->path_matched || !peer;
+	return f->path_matched || !own.peer;
 }
 
+/*
+ * Each thread keeps one slot in the in-flight table. Inserting and deleting
+ * on every send costs hundreds of nanoseconds; a lookup and a write in place
+ * cost a fraction of that. The map is LRU so slots of threads that are gone
+ * are reused when it fills up.
+ */
 static __always_inline void remember_send(const struct inflight *f)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct inflight *slot = bpf_map_lookup_elem(&inflight, &pid_tgid);
 
+	if (slot) {
+		*slot = *f;
+		return;
+	}
 	if (bpf_map_update_elem(&inflight, &pid_tgid, f, BPF_ANY))
 		count(SOCKDUMP_LOST_INFLIGHT, 1);
 }
 
-/* Takes the thread's in-flight send out of the table into its scratch slot. */
+/* Moves the thread's in-flight send into its scratch slot; its table slot
+ * is marked consumed (sock = 0) for the next send. */
 static __always_inline struct scratch *take_send(__u32 slot)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *stored = bpf_map_lookup_elem(&inflight, &pid_tgid);
 	struct scratch *s;
 
-	if (!stored)
+	if (!stored || !stored->sock)
 		return NULL;
 	s = scratch_slot(slot);
 	if (s)
 		s->pending = *stored;
-	bpf_map_delete_elem(&inflight, &pid_tgid);
+	stored->sock = 0;
 	return s;
 }
 
@@ -341,34 +402,36 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 {
 	struct scratch *s = scratch_slot(slot);
 	const struct inflight *f;
-	const struct socket *sock;
-	struct unix_sock *u, *peer;
+	const struct sock *sk;
+	struct unix_view own, peer;
 	struct sockdump_event *ev;
-	__u64 pid_tgid, wake;
+	__u64 pid_tgid, wake, waiting, size;
 	__u32 want;
 
 	if (sent <= 0 || !s)
 		return 0;
 	f = &s->pending;
 	ev = &s->event;
-	sock = (const void *)f->sock;
-	u = unix_sock_of(sock);
-	peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
+	sk = (const struct sock *)f->sk;
+	read_unix((const struct unix_sock *)sk, &own);
 
 	ev->flags = 0;
-	ev->path_len = read_bound_name(BPF_CORE_READ(u, addr), ev->path);
+	ev->path_len = read_bound_name(own.addr, ev->path);
 	/* an address given to the send wins over the connected peer */
 	ev->peer_path_len = read_dest_name(f->name, f->name_len, f->name_in_user, ev->peer_path);
 	if (ev->peer_path_len) {
 		ev->flags |= SOCKDUMP_F_PEER_IS_DEST;
 		ev->peer_ino = 0;
-	} else if (peer) {
-		ev->peer_path_len = read_bound_name(BPF_CORE_READ(peer, addr), ev->peer_path);
-		ev->peer_ino = socket_ino(BPF_CORE_READ(&peer->sk, sk_socket));
+	} else if (own.peer) {
+		const struct sock *peer_sk = &own.peer->sk;
+
+		read_unix(own.peer, &peer);
+		ev->peer_path_len = read_bound_name(peer.addr, ev->peer_path);
+		ev->peer_ino = socket_ino(BPF_CORE_READ(peer_sk, sk_socket));
 	} else {
 		ev->peer_ino = 0;
 	}
-	if (!f->path_matched && !is_filter_file(u) &&
+	if (!f->path_matched && !is_filter_file(own.dentry) &&
 	    !name_has_prefix(ev->path, ev->path_len) &&
 	    !name_has_prefix(ev->peer_path, ev->peer_path_len))
 		return 0;
@@ -377,9 +440,9 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	ev->timestamp_ns = bpf_ktime_get_ns();
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
-	ev->peer_pid = pid_nr(BPF_CORE_READ(&u->sk, sk_peer_pid));
-	ev->sock_ino = socket_ino(sock);
-	ev->sock_type = BPF_CORE_READ(sock, type);
+	ev->peer_pid = pid_nr(BPF_CORE_READ(sk, sk_peer_pid));
+	ev->sock_ino = socket_ino((const struct socket *)f->sock);
+	ev->sock_type = f->type;
 	ev->len = sent;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
@@ -390,10 +453,14 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	}
 	ev->captured = copy_sent_bytes(s, want);
 
-	wake = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									    : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + (ev->captured & (2 * SOCKDUMP_DATA_MAX - 1)),
-			       wake))
+	size = sizeof(*ev) + (ev->captured & (2 * SOCKDUMP_DATA_MAX - 1));
+	/* Wake the reader once, with the record that fills the ring past
+	 * wakeup_bytes: a wakeup is an inter-processor interrupt, and a reader
+	 * still busy with the batch needs none. */
+	waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	wake = waiting < wakeup_bytes && waiting + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+								      : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, size, wake))
 		count(SOCKDUMP_LOST_RINGBUF, 1);
 	return 0;
 }
@@ -403,10 +470,13 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 static __always_inline int sendmsg_enter(const struct socket *sock, const struct msghdr *msg)
 {
 	struct inflight f = {};
+	struct socket_view v;
 
-	if (!send_wanted(sock, &f))
+	if (read_socket(sock, &v) || !send_wanted(v.sk, &f))
 		return 0;
 	f.sock = (__u64)sock;
+	f.sk = (__u64)v.sk;
+	f.type = v.type;
 	f.kind = INFLIGHT_BUFFER;
 	read_iter(&msg->msg_iter, &f.buffer);
 	f.name = (__u64)BPF_CORE_READ(msg, msg_name);

@@ -84,6 +84,55 @@ static __always_inline void read_iter(const struct iov_iter *it, struct buffer_v
 	view->nr_segs = BPF_CORE_READ(it, nr_segs);
 }
 
+/*
+ * Several fields of one struct in one probe read. Each probe read costs tens
+ * of nanoseconds, and the hot path needs about twenty, so fields that sit
+ * close together are fetched as one span. The span's bounds are CO-RE
+ * relocated; a kernel that spreads the fields wider than SPAN_MAX (a lock
+ * debugging build, say) falls back to one read per field. The bounds are
+ * constants once relocated, so the verifier keeps only one of the two paths.
+ */
+#define SPAN_MAX 128
+
+/* spans start on an 8-byte boundary, so 8-byte fields in them stay aligned */
+#define SPAN_START(type, first) (bpf_core_field_offset(type, first) & ~7u)
+#define SPAN_END(type, last) (bpf_core_field_offset(type, last) + bpf_core_field_size(type, last))
+#define SPAN_FITS(type, first, last)                                                               \
+	(SPAN_START(type, first) < SPAN_END(type, last) &&                                         \
+	 SPAN_END(type, last) - SPAN_START(type, first) <= SPAN_MAX)
+/* whether `field` lies inside the span [first, last] */
+#define SPAN_HOLDS(type, first, last, field)                                                       \
+	(bpf_core_field_offset(type, field) >= SPAN_START(type, first) &&                          \
+	 SPAN_END(type, field) <= SPAN_END(type, last))
+
+/* A span buffer: 8-byte aligned for the verifier's stack checks. */
+#define DECLARE_SPAN(name) __u64 name##_words[SPAN_MAX / 8]; char *name = (char *)name##_words
+
+/* Reads [first, last] of *ptr into span; 0 on success. */
+#define READ_SPAN(span, ptr, type, first, last)                                                    \
+	bpf_probe_read_kernel(span, (SPAN_END(type, last) - SPAN_START(type, first)) & (SPAN_MAX - 1), \
+			      (const char *)(ptr) + SPAN_START(type, first))
+
+/* A pointer `off` bytes into a span. The barrier keeps clang from turning
+ * the addition into a bitwise OR on the (aligned) stack pointer, which the
+ * verifier refuses; the verifier still sees the constant. */
+static __always_inline char *span_at(char *span, __u32 off)
+{
+	asm volatile("" : "+r"(off));
+	return span + (off & (SPAN_MAX - 1));
+}
+
+/* A field inside a span read from `first`. */
+#define SPAN_FIELD(span, type, first, field, ctype)                                                \
+	(*(ctype *)span_at(span, bpf_core_field_offset(type, field) - SPAN_START(type, first)))
+
+/* bpf_get_current_task_btf() exists from 5.11: a task pointer the verifier
+ * lets us walk with plain loads instead of probe reads. */
+static __always_inline bool have_task_btf(void)
+{
+	return bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
+}
+
 /* unix_address.name and pid.numbers are flexible arrays: CO-RE access
  * through their element 0 is rejected by aya, so compute the address. */
 static __always_inline const char *unix_address_sun_path(const struct unix_address *addr)

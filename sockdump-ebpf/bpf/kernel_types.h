@@ -36,6 +36,11 @@ enum bpf_map_type {
 
 #define BPF_ANY 0
 
+/* Helper ids, for checking with CO-RE whether the running kernel has one. */
+enum bpf_func_id {
+	BPF_FUNC_get_current_task_btf = 158,
+};
+
 /* UAPI flags of bpf_ringbuf_output() and bpf_ringbuf_query() */
 #define BPF_RB_NO_WAKEUP (1ULL << 0)
 #define BPF_RB_FORCE_WAKEUP (1ULL << 1)

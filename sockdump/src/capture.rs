@@ -292,7 +292,11 @@ impl Capture {
 }
 
 fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error {
-    let reasons: Vec<String> = failures.iter().map(|f| format!("{}: {}", f.hook, f.reason)).collect();
+    // the first line of each: with -v a reason carries a whole verifier log, already shown
+    let reasons: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.hook, f.reason.lines().next().unwrap_or_default()))
+        .collect();
     match choice {
         HookChoice::Auto => anyhow!("no hook family works on this kernel ({})", reasons.join("; ")),
         _ => anyhow!(

@@ -49,16 +49,38 @@ pub enum Zone {
     Utc,
 }
 
-/// `HH:MM:SS.uuuuuu` for nanoseconds since the epoch.
-pub fn time_of_day(epoch_ns: i128, zone: Zone) -> impl std::fmt::Display {
-    let secs = epoch_ns.div_euclid(1_000_000_000) as i64;
-    let nanos = epoch_ns.rem_euclid(1_000_000_000) as u32;
-    let utc = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap_or_default();
-    let naive = match zone {
-        Zone::Local => utc.with_timezone(&Local).naive_local(),
-        Zone::Utc => utc.naive_utc(),
-    };
-    naive.format("%H:%M:%S%.6f")
+/// Writes `HH:MM:SS.uuuuuu`, converting to the zone once per second: the
+/// time zone lookup is far slower than the rest of a message's header.
+#[derive(Debug, Clone)]
+pub struct TimeOfDay {
+    zone: Zone,
+    second: Option<i64>,
+    hms: [u8; 8],
+}
+
+impl TimeOfDay {
+    pub fn new(zone: Zone) -> Self {
+        TimeOfDay { zone, second: None, hms: *b"00:00:00" }
+    }
+
+    pub fn push(&mut self, out: &mut Vec<u8>, epoch_ns: i128) {
+        let second = epoch_ns.div_euclid(1_000_000_000) as i64;
+        if self.second != Some(second) {
+            let utc = DateTime::<Utc>::from_timestamp(second, 0).unwrap_or_default();
+            let hms = match self.zone {
+                Zone::Local => utc.with_timezone(&Local).format("%H:%M:%S").to_string(),
+                Zone::Utc => utc.format("%H:%M:%S").to_string(),
+            };
+            self.hms.copy_from_slice(&hms.as_bytes()[..8]);
+            self.second = Some(second);
+        }
+        out.extend_from_slice(&self.hms);
+        let micros = epoch_ns.rem_euclid(1_000_000_000) / 1000;
+        out.push(b'.');
+        for divisor in [100_000, 10_000, 1000, 100, 10, 1] {
+            out.push(b'0' + (micros / divisor % 10) as u8);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -67,9 +89,14 @@ mod tests {
 
     #[test]
     fn formats_microseconds() {
-        // 2026-11-25 11:55:44.123456789 UTC
-        let ns = 1_795_607_744_123_456_789i128;
-        assert_eq!(time_of_day(ns, Zone::Utc).to_string(), "11:55:44.123456");
+        // 2026-11-25 11:55:44.123456789 UTC, then the next second and the one before
+        let mut time = TimeOfDay::new(Zone::Utc);
+        let mut out = Vec::new();
+        for ns in [1_795_607_744_123_456_789i128, 1_795_607_745_000_000_999, 1_795_607_743_999_999_000] {
+            time.push(&mut out, ns);
+            out.push(b' ');
+        }
+        assert_eq!(out, b"11:55:44.123456 11:55:45.000000 11:55:43.999999 ");
     }
 
     #[test]

@@ -564,17 +564,36 @@ fn captured_slice(data: &[u8], offset: usize, sent: usize) -> &[u8] {
 /// the last.
 fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u64 = 0;
-    let mut odd: Option<u8> = None;
+    // a part of odd length leaves its last byte to pair with the next part
+    let mut high: Option<u8> = None;
     for part in parts {
-        for &b in part.iter() {
-            match odd.take() {
-                Some(high) => sum += u64::from(u16::from_be_bytes([high, b])),
-                None => odd = Some(b),
+        let mut bytes = *part;
+        if let Some(h) = high.take() {
+            match bytes.split_first() {
+                Some((&low, rest)) => {
+                    sum += u64::from(u16::from_be_bytes([h, low]));
+                    bytes = rest;
+                }
+                None => {
+                    high = Some(h);
+                    continue;
+                }
             }
         }
+        // one's complement addition is associative: add four words at a time
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let v = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
+        }
+        let mut pairs = words.remainder().chunks_exact(2);
+        for p in &mut pairs {
+            sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
+        }
+        high = pairs.remainder().first().copied();
     }
-    if let Some(high) = odd {
-        sum += u64::from(u16::from_be_bytes([high, 0]));
+    if let Some(h) = high {
+        sum += u64::from(h) << 8;
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -730,6 +749,31 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 1071, one 16-bit word at a time, over the parts joined.
+    fn reference_checksum(parts: &[&[u8]]) -> u16 {
+        let mut bytes: Vec<u8> = parts.concat();
+        if bytes.len() % 2 == 1 {
+            bytes.push(0);
+        }
+        let mut sum: u32 = bytes.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    #[test]
+    fn checksum_matches_rfc_1071_for_any_split() {
+        let data: Vec<u8> = (0..301u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for cut in [0, 1, 7, 8, 13, 150, 300, 301] {
+            for second in [cut, (cut + 3).min(301), 301] {
+                let parts = [&data[..cut], &data[cut..second], &data[second..]];
+                assert_eq!(checksum(&parts), reference_checksum(&parts), "cut {cut} {second}");
+            }
+        }
+        assert_eq!(checksum(&[&[0xff; 64]]), reference_checksum(&[&[0xff; 64]]));
+    }
     use sockdump_common::EventFlags;
 
     fn event<'a>(

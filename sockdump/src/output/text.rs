@@ -7,18 +7,20 @@ use sockdump_common::{Event, SocketName};
 
 use super::{Sink, Stats};
 use crate::cli::Format;
-use crate::clock::{time_of_day, WallClock, Zone};
+use crate::clock::{TimeOfDay, WallClock, Zone};
 
 pub struct TextSink<W: Write> {
     out: W,
     format: Format,
     clock: WallClock,
-    zone: Zone,
+    time: TimeOfDay,
+    /// One record, encoded before a single write: no allocation per message.
+    buf: Vec<u8>,
 }
 
 impl<W: Write> TextSink<W> {
     pub fn new(out: W, format: Format, clock: WallClock, zone: Zone) -> Self {
-        TextSink { out, format, clock, zone }
+        TextSink { out, format, clock, time: TimeOfDay::new(zone), buf: Vec::with_capacity(1 << 16) }
     }
 
     pub fn into_inner(self) -> W {
@@ -28,13 +30,16 @@ impl<W: Write> TextSink<W> {
 
 impl<W: Write> Sink for TextSink<W> {
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
-        write_header(&mut self.out, event, self.clock, self.zone)?;
+        self.buf.clear();
+        self.time.push(&mut self.buf, self.clock.epoch_ns(event.timestamp_ns));
+        push_header(&mut self.buf, event);
         match self.format {
             // run.rs builds other sinks for capture files; hex is the fallback.
-            Format::Hex | Format::Pcap | Format::Pcapng => write_hex(&mut self.out, event.data),
-            Format::String => write_string(&mut self.out, event.data),
-            Format::Hexstring => write_hexstring(&mut self.out, event.data),
+            Format::Hex | Format::Pcap | Format::Pcapng => push_hex(&mut self.buf, event.data),
+            Format::String => push_string(&mut self.buf, event.data),
+            Format::Hexstring => push_hexstring(&mut self.buf, event.data),
         }
+        self.out.write_all(&self.buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -71,74 +76,78 @@ impl std::fmt::Display for ShownPath<'_> {
     }
 }
 
-/// `<time> >>> process <comm> [<pid> -> <peer pid>] path <path> len <captured>(<sent>)`,
-/// and a note when the bytes are incomplete.
-pub fn write_header(out: &mut impl Write, event: &Event<'_>, clock: WallClock, zone: Zone) -> io::Result<()> {
-    write!(
-        out,
-        "{} >>> process {} [{} -> ",
-        time_of_day(clock.epoch_ns(event.timestamp_ns), zone),
-        String::from_utf8_lossy(event.comm),
-        event.pid
-    )?;
-    match event.peer_pid {
-        0 => out.write_all(b"?")?,
-        pid => write!(out, "{pid}")?,
-    }
-    write!(out, "] path {} len {}({})", shown_path(event), event.data.len(), event.len)?;
+/// After the time: ` >>> process <comm> [<pid> -> <peer pid>] path <path>
+/// len <captured>(<sent>)`, and a note when the bytes are incomplete.
+pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
+    out.extend_from_slice(b" >>> process ");
+    out.extend_from_slice(String::from_utf8_lossy(event.comm).as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, " [{} -> ", event.pid);
+    let _ = match event.peer_pid {
+        0 => out.write_all(b"?"),
+        pid => write!(out, "{pid}"),
+    };
+    let _ = write!(out, "] path {} len {}({})", shown_path(event), event.data.len(), event.len);
     if event.flags.truncated_size() {
-        out.write_all(b" [truncated by --seg-size]")?;
+        out.extend_from_slice(b" [truncated by --seg-size]");
     }
     if event.flags.truncated_segs() {
-        out.write_all(b" [truncated by --segs-per-msg]")?;
+        out.extend_from_slice(b" [truncated by --segs-per-msg]");
     }
     if event.flags.unreadable() {
-        out.write_all(b" [bytes not readable]")?;
+        out.extend_from_slice(b" [bytes not readable]");
     }
-    out.write_all(b"\n")
+    out.push(b'\n');
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex_byte(out: &mut Vec<u8>, b: u8) {
+    out.extend_from_slice(&[HEX_DIGITS[usize::from(b >> 4)], HEX_DIGITS[usize::from(b & 15)]]);
 }
 
 /// `0000  47 45 54 20 2f 20 48 54  54 50 2f 31 2e 31 0d 0a  GET / HTTP/1.1..`
-pub fn write_hex(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut line = Vec::with_capacity(80);
+pub fn push_hex(out: &mut Vec<u8>, data: &[u8]) {
+    out.reserve(data.len() / 16 * 76 + 76);
     for (index, chunk) in data.chunks(16).enumerate() {
-        line.clear();
-        write!(line, "{:04x} ", index * 16)?;
-        for column in 0..16 {
-            if column % 8 == 0 {
-                line.push(b' ');
-            }
-            match chunk.get(column) {
-                Some(&b) => {
-                    line.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)], b' '])
-                }
-                None => line.extend_from_slice(b"   "),
-            }
+        let offset = index * 16;
+        // at least four digits, more for offsets past 0xffff
+        let digits = ((usize::BITS - offset.leading_zeros()).div_ceil(4) as usize).max(4);
+        // a line is built in place: offset, two groups of eight, ASCII
+        let mut line = [b' '; 16 + 52 + 16 + 1];
+        for (i, digit) in line[..digits].iter_mut().enumerate() {
+            *digit = HEX_DIGITS[(offset >> ((digits - 1 - i) * 4)) & 15];
         }
-        line.push(b' ');
-        line.extend(chunk.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b } else { b'.' }));
-        line.push(b'\n');
-        out.write_all(&line)?;
+        let hex = digits + 2;
+        let ascii = hex + 50;
+        for (column, &b) in chunk.iter().enumerate() {
+            let at = hex + column * 3 + column / 8;
+            line[at] = HEX_DIGITS[usize::from(b >> 4)];
+            line[at + 1] = HEX_DIGITS[usize::from(b & 15)];
+            line[ascii + column] = if b.is_ascii_graphic() || b == b' ' { b } else { b'.' };
+        }
+        let end = ascii + chunk.len();
+        line[end] = b'\n';
+        out.extend_from_slice(&line[..=end]);
     }
-    Ok(())
 }
 
 /// The bytes as they were sent, ending the record with a newline.
-pub fn write_string(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
-    out.write_all(data)?;
+pub fn push_string(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(data);
     if data.last() != Some(&b'\n') {
-        out.write_all(b"\n")?;
+        out.push(b'\n');
     }
-    Ok(())
 }
 
 /// Every byte as `\xNN`, one line per message.
-pub fn write_hexstring(out: &mut impl Write, data: &[u8]) -> io::Result<()> {
-    for b in data {
-        write!(out, "\\x{b:02x}")?;
+pub fn push_hexstring(out: &mut Vec<u8>, data: &[u8]) {
+    out.reserve(data.len() * 4 + 1);
+    for &b in data {
+        out.extend_from_slice(b"\\x");
+        push_hex_byte(out, b);
     }
-    out.write_all(b"\n")
+    out.push(b'\n');
 }
 
 #[cfg(test)]
@@ -147,7 +156,7 @@ mod tests {
 
     fn hex(data: &[u8]) -> String {
         let mut out = Vec::new();
-        write_hex(&mut out, data).unwrap();
+        push_hex(&mut out, data);
         String::from_utf8(out).unwrap()
     }
 
@@ -159,20 +168,22 @@ mod tests {
              0010  48 6f 73 74                                       Host\n"
         );
         assert_eq!(hex(b""), "");
+        let long = hex(&[0u8; 0x10011]);
+        assert!(long.contains("\nfff0  00") && long.contains("\n10000  00") && long.contains("\n10010  00"));
     }
 
     #[test]
     fn string_ends_with_one_newline() {
         let mut out = Vec::new();
-        write_string(&mut out, b"a\n").unwrap();
-        write_string(&mut out, b"b").unwrap();
+        push_string(&mut out, b"a\n");
+        push_string(&mut out, b"b");
         assert_eq!(out, b"a\nb\n");
     }
 
     #[test]
     fn hexstring_escapes_every_byte() {
         let mut out = Vec::new();
-        write_hexstring(&mut out, b"A\0\xff").unwrap();
+        push_hexstring(&mut out, b"A\0\xff");
         assert_eq!(out, b"\\x41\\x00\\xff\n");
     }
 }
