@@ -1,37 +1,41 @@
 //! sockdump's capture scenarios, as one static binary that runs on the host
 //! and inside VM kernels alike.
 //!
-//! `sockdump-scenarios run --sockdump PATH --hook HOOK [SCENARIO...]` prints
-//! `RESULT <hook> <scenario> PASS|FAIL [why]` per scenario and fails if any
-//! failed. `refused --sockdump PATH --hook HOOK` checks that a hook the kernel
-//! lacks fails cleanly. `peer` is the traffic side, started by `run`.
+//! `sockdump-scenarios run --sockdump PATH --hook HOOK [--expect-hook HOOK]
+//! [SCENARIO...]` prints `RESULT <hook> <scenario> PASS|FAIL [why]` per
+//! scenario and fails if any failed (`--expect-hook`: the family `--hook auto`
+//! must pick). `hook` does the same where the kernel has the hook, and
+//! otherwise checks that forcing it fails cleanly (`RESULT <hook> refused`).
+//! `peer` is the traffic side, started by `run`.
 
 mod parse;
 mod peer;
 mod runner;
 mod scenarios;
 
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 struct Options {
-    sockdump: PathBuf,
-    hook: String,
+    target: runner::Target,
     names: Vec<String>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
     let mut sockdump = None;
     let mut hook = "auto".to_string();
+    let mut expect_hook = None;
     let mut names = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--sockdump" => sockdump = Some(PathBuf::from(args.next().context("--sockdump PATH")?)),
             "--hook" => hook = args.next().context("--hook HOOK")?.clone(),
+            "--expect-hook" => expect_hook = Some(args.next().context("--expect-hook HOOK")?.clone()),
             name => names.push(name.to_string()),
         }
     }
@@ -40,7 +44,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         // Next to this binary, as cargo and the VM images lay them out.
         None => std::env::current_exe()?.with_file_name("sockdump"),
     };
-    Ok(Options { sockdump, hook, names })
+    Ok(Options { target: runner::Target { sockdump, hook, expect_hook }, names })
 }
 
 fn run(options: &Options) -> Result<bool> {
@@ -50,40 +54,58 @@ fn run(options: &Options) -> Result<bool> {
         options.names.iter().map(|n| scenarios::find(n)).collect::<Result<_>>()?
     };
     let me = std::env::current_exe()?;
+    let hook = &options.target.hook;
     let started = Instant::now();
-    let outcomes = runner::run(&me, &options.sockdump, &options.hook, &selected)?;
+    let outcomes = runner::run(&me, &options.target, &selected)?;
     let mut ok = true;
     for outcome in &outcomes {
         match &outcome.failure {
-            None => println!("RESULT {} {} PASS", options.hook, outcome.scenario),
+            None => println!("RESULT {hook} {} PASS", outcome.scenario),
             Some(why) => {
                 ok = false;
-                println!("RESULT {} {} FAIL {}", options.hook, outcome.scenario, why.replace('\n', " "));
+                println!("RESULT {hook} {} FAIL {}", outcome.scenario, why.replace('\n', " "));
             }
         }
     }
-    println!(
-        "# {} scenarios with --hook {} in {:.1}s",
-        outcomes.len(),
-        options.hook,
-        started.elapsed().as_secs_f64()
-    );
+    println!("# {} scenarios with --hook {hook} in {:.1}s", outcomes.len(), started.elapsed().as_secs_f64());
     Ok(ok)
 }
 
-/// A forced hook the kernel lacks: a clear one-line error and a failure exit, quickly.
-fn refused(options: &Options) -> Result<bool> {
+/// A forced hook the kernel lacks: a clear one-line error and a failure
+/// exit, quickly. Returns None when the kernel has the hook after all.
+fn refused(options: &Options) -> Result<Option<bool>> {
+    let hook = &options.target.hook;
     let started = Instant::now();
-    let out = Command::new(&options.sockdump).args(["--hook", &options.hook, "-c", "1"]).output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let expected = format!("sockdump: --hook {} is not available on this kernel: ", options.hook);
-    let ok = !out.status.success()
+    let mut probe = Command::new(&options.target.sockdump)
+        .args(["--hook", hook, "--pid", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = String::new();
+    BufReader::new(probe.stderr.take().context("stderr")?).read_to_string(&mut stderr)?;
+    if stderr.starts_with("listening") {
+        let _ = probe.kill();
+        probe.wait()?;
+        return Ok(None);
+    }
+    let status = probe.wait()?;
+    let expected = format!("sockdump: --hook {hook} is not available on this kernel: ");
+    let ok = !status.success()
         && stderr.lines().count() == 1
         && stderr.starts_with(&expected)
         && started.elapsed() < Duration::from_secs(60);
     let verdict = if ok { "PASS" } else { "FAIL" };
-    println!("RESULT {} refused {verdict} {}", options.hook, stderr.trim().replace('\n', " | "));
-    Ok(ok)
+    println!("RESULT {hook} refused {verdict} {}", stderr.trim().replace('\n', " | "));
+    Ok(Some(ok))
+}
+
+/// Where the kernel has the hook, every scenario runs with it; where it
+/// does not, the forced hook must be refused cleanly.
+fn hook(options: &Options) -> Result<bool> {
+    match refused(options)? {
+        Some(ok) => Ok(ok),
+        None => run(options),
+    }
 }
 
 fn main() -> ExitCode {
@@ -93,13 +115,13 @@ fn main() -> ExitCode {
             scenarios::find(&args[1]).and_then(|s| peer::serve(s, PathBuf::from(&args[2]))).map(|()| true)
         }
         Some("run") => parse_options(&args[1..]).and_then(|o| run(&o)),
-        Some("refused") => parse_options(&args[1..]).and_then(|o| refused(&o)),
+        Some("hook") => parse_options(&args[1..]).and_then(|o| hook(&o)),
         Some("list") => {
             scenarios::SCENARIOS.iter().for_each(|s| println!("{}", s.name));
             Ok(true)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: sockdump-scenarios run|refused [--sockdump PATH] [--hook HOOK] [SCENARIO...] | list"
+            "usage: sockdump-scenarios run|hook [--sockdump PATH] [--hook HOOK] [--expect-hook HOOK] [SCENARIO...] | list"
         )),
     };
     match result {

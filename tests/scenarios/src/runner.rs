@@ -81,6 +81,15 @@ struct Sockdump {
     stderr_lines: Vec<String>,
 }
 
+/// What to run sockdump with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub sockdump: PathBuf,
+    pub hook: String,
+    /// The hook family `--hook auto` must pick on this kernel.
+    pub expect_hook: Option<String>,
+}
+
 fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -95,14 +104,14 @@ fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 impl Sockdump {
-    fn start(sockdump: &Path, hook: &str, options: &[String]) -> Result<Self> {
-        let mut process = Command::new(sockdump)
-            .args(["--hook", hook, "--format", "hex"])
+    fn start(target: &Target, options: &[String]) -> Result<Self> {
+        let mut process = Command::new(&target.sockdump)
+            .args(["--hook", &target.hook, "--format", "hex"])
             .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {}", sockdump.display()))?;
+            .with_context(|| format!("cannot start {}", target.sockdump.display()))?;
         let stdout = collect_lines(process.stdout.take().context("sockdump stdout")?);
         let stderr = collect_lines(process.stderr.take().context("sockdump stderr")?);
         let mut me = Sockdump { process, stdout, stderr, stderr_lines: Vec::new() };
@@ -112,8 +121,14 @@ impl Sockdump {
             match me.stderr.recv_timeout(left) {
                 Ok(line) => {
                     let live = line.starts_with("listening");
-                    me.stderr_lines.push(line);
+                    me.stderr_lines.push(line.clone());
                     if live {
+                        if let Some(hook) = &target.expect_hook {
+                            if !line.contains(&format!(", hook {hook} (")) {
+                                let _ = me.process.kill();
+                                bail!("expected hook {hook}, sockdump says: {line}");
+                            }
+                        }
                         return Ok(me);
                     }
                 }
@@ -155,8 +170,8 @@ impl Sockdump {
     }
 }
 
-/// Runs `scenarios` with sockdump at `sockdump` and `--hook hook`.
-pub fn run(me: &Path, sockdump: &Path, hook: &str, scenarios: &[&'static Scenario]) -> Result<Vec<Outcome>> {
+/// Runs `scenarios` against `target`.
+pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Result<Vec<Outcome>> {
     let base = std::env::temp_dir().join(format!("sdscen-{}", std::process::id()));
     let mut peers = Vec::new();
     for scenario in scenarios {
@@ -168,10 +183,20 @@ pub fn run(me: &Path, sockdump: &Path, hook: &str, scenarios: &[&'static Scenari
         let options = (peer.scenario.options)(&Setup { pid: peer.pid, dir: &peer.dir });
         sessions.entry(options).or_default().push(peer);
     }
+    // Sessions are independent (each filters its own traffic or ignores
+    // other pids), so they run side by side: sockdump's start-up dominates.
+    let runs: Vec<_> = sessions
+        .into_iter()
+        .map(|(options, peers)| {
+            let target = target.clone();
+            let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
+            (names, std::thread::spawn(move || run_session(&target, &options, peers)))
+        })
+        .collect();
     let mut outcomes = Vec::new();
-    for (options, peers) in sessions {
-        let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
-        match run_session(sockdump, hook, &options, peers) {
+    for (names, run) in runs {
+        let result = run.join().map_err(|_| anyhow!("session thread panicked"))?;
+        match result {
             Ok(mut results) => outcomes.append(&mut results),
             Err(err) => outcomes.extend(
                 names.into_iter().map(|scenario| Outcome { scenario, failure: Some(format!("{err:#}")) }),
@@ -182,14 +207,9 @@ pub fn run(me: &Path, sockdump: &Path, hook: &str, scenarios: &[&'static Scenari
     Ok(outcomes)
 }
 
-fn run_session(
-    sockdump: &Path,
-    hook: &str,
-    options: &[String],
-    mut peers: Vec<RunningPeer>,
-) -> Result<Vec<Outcome>> {
+fn run_session(target: &Target, options: &[String], mut peers: Vec<RunningPeer>) -> Result<Vec<Outcome>> {
     let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
-    let capture = Sockdump::start(sockdump, hook, options)?;
+    let capture = Sockdump::start(target, options)?;
     for peer in &mut peers {
         peer.go()?;
     }
