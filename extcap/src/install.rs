@@ -99,20 +99,6 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The capabilities a non-root Wireshark user's sockdump needs: load
-/// programs (bpf), attach them (perfmon), read tracefs (dac_read_search),
-/// and on kernels before 5.11 lift the locked-memory limit (sys_resource).
-pub fn capabilities(kernel_release: &str) -> &'static str {
-    let mut numbers =
-        kernel_release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    if version < (5, 11) {
-        "cap_bpf,cap_perfmon,cap_dac_read_search,cap_sys_resource+ep"
-    } else {
-        "cap_bpf,cap_perfmon,cap_dac_read_search+ep"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,11 +151,5 @@ Global Extcap path:\t/usr/libexec/wireshark/extcap
         plan.uninstall().unwrap();
         assert!(!plan.extcap_link().exists() && !plan.lua_plugin().exists());
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn old_kernels_need_the_memlock_capability() {
-        assert!(capabilities("5.10.0-33-amd64").contains("cap_sys_resource"));
-        assert!(!capabilities("6.18.44-fc").contains("cap_sys_resource"));
     }
 }

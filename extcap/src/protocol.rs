@@ -98,6 +98,12 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
             "--extcap-interface" => interface = value,
             "--fifo" => fifo = value.map(PathBuf::from),
             "--extcap-capture-filter" => filter = value,
+            // the dialog takes several PREFIX=PORT pairs in one field
+            "--port-map" => {
+                for pair in value.iter().flat_map(|v| v.split(',')).filter(|p| !p.is_empty()) {
+                    options.extend(["--port-map".to_string(), pair.to_string()]);
+                }
+            }
             _ if OPTIONS.iter().any(|&(call, _)| call == name) => {
                 options.push(name.to_string());
                 options.extend(value);

@@ -2,7 +2,7 @@
 //! and hands out the ring buffer's raw records.
 
 use std::fmt;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -258,14 +258,20 @@ impl Capture {
         self.hook
     }
 
-    /// Waits until records are ready or `timeout` passes; a signal ends the wait early.
-    pub fn wait(&self, timeout: Duration) -> Result<()> {
-        let mut fds = [PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
+    /// Waits until records are ready or `timeout` passes; a signal ends the
+    /// wait early. Returns true when the reader of `output` (a pipe or fifo)
+    /// went away.
+    pub fn wait(&self, timeout: Duration, output: Option<BorrowedFd<'_>>) -> Result<bool> {
+        let mut fds = vec![PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
+        // no events asked: a write end reports only errors and hangups
+        fds.extend(output.map(|fd| PollFd::new(fd, PollFlags::empty())));
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-            Err(err) => Err(err).context("cannot poll the ring buffer"),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(err).context("cannot poll the ring buffer"),
         }
+        let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
+        Ok(fds.get(1).and_then(|fd| fd.revents()).is_some_and(|events| events.intersects(gone)))
     }
 
     /// Passes every record waiting in the ring buffer to `handle`, oldest

@@ -131,6 +131,11 @@ pub struct Cli {
     /// More detail: why hooks were skipped, full verifier logs, kernel counters
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Only errors on stderr: set when Wireshark runs sockdump as an extcap,
+    /// since it shows anything an extcap prints there as an error.
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 impl Cli {

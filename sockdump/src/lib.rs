@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod extcap;
 pub mod output;
 pub mod read;
 pub mod run;

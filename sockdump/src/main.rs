@@ -4,6 +4,14 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Wireshark runs the same binary with --extcap-* arguments.
+    if sockdump_extcap::is_extcap_call(&args) {
+        return report(sockdump::extcap::answer(&args));
+    }
+    if args.first().is_some_and(|a| a == "extcap") {
+        return report(sockdump::extcap::command(&args[1..]));
+    }
     let cli = match sockdump::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
@@ -15,10 +23,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match sockdump::run::run(cli) {
+    report(sockdump::run::run(cli))
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line a user can act on; the causes follow on the same line.
+            // One line a user (or Wireshark's error dialog) can act on; the
+            // causes follow on the same line.
             eprintln!("sockdump: {err:#}");
             ExitCode::FAILURE
         }

@@ -529,7 +529,7 @@ pub fn run(cli: &Cli, path: &Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = CaptureReader::new(BufReader::with_capacity(1 << 16, file))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let destination = output::open_destination(cli.output.as_deref())?;
+    let destination = output::open_destination(cli.output.as_deref())?.writer;
     // Timestamps in the file are wall-clock already.
     let mut sink = run::make_sink(cli, destination, WallClock::with_offset(0))?;
     let filter = ReadFilter {

@@ -1,6 +1,7 @@
 //! The command line's job: options → capture → sink, until stopped.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +27,9 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let settings = settings_from(&cli)?;
     system::check_privileges()?;
-    let destination = output::open_destination(cli.output.as_deref())?;
-    let mut sink = make_sink(&cli, destination, WallClock::now())?;
-    capture_to(&cli, &settings, sink.as_mut())
+    let output = output::open_destination(cli.output.as_deref())?;
+    let mut sink = make_sink(&cli, output.writer, WallClock::now())?;
+    capture_to(&cli, &settings, sink.as_mut(), output.reader.as_ref().map(|fd| fd.as_fd()))
 }
 
 /// Refuses options that would be silently ignored, and binary output to a terminal.
@@ -95,8 +96,14 @@ pub fn make_sink(cli: &Cli, destination: Destination, clock: WallClock) -> Resul
     Ok(sink)
 }
 
-/// Captures into `sink` until Ctrl-C, SIGTERM, `--count` or a closed output.
-pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result<()> {
+/// Captures into `sink` until Ctrl-C, SIGTERM, `--count` or a closed output
+/// (`reader`: the output's descriptor when a pipe or fifo, watched for hangup).
+pub fn capture_to(
+    cli: &Cli,
+    settings: &Settings,
+    sink: &mut dyn Sink,
+    reader: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     system::raise_memlock_limit();
     let stop = stop_on_signals()?;
     let verbose = cli.verbose > 0;
@@ -106,19 +113,24 @@ pub fn capture_to(cli: &Cli, settings: &Settings, sink: &mut dyn Sink) -> Result
             eprintln!("sockdump: hook {} not available: {}", failure.hook, failure.reason);
         }
     })?;
-    eprintln!(
+    let say = |line: String| {
+        if !cli.quiet {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
         "listening on unix sockets, hook {} ({}), snapshot length {} bytes",
         capture.hook(),
         capture.hook().attach_points(),
         settings.seg_size
-    );
+    ));
 
-    let tally = pump(&mut capture, sink, &stop, cli.count)?;
+    let tally = pump(&mut capture, sink, &stop, cli.count, reader)?;
     let counters = capture.counters()?;
     let stats = Stats { captured: tally.captured, lost: counters.lost() + tally.malformed };
     // A reader that went away (EPIPE) ends the capture, not an error.
     ignore_broken_pipe(sink.finish(&stats)).context("cannot finish the output")?;
-    eprintln!("{} packets captured, {} lost", stats.captured, stats.lost);
+    say(format!("{} packets captured, {} lost", stats.captured, stats.lost));
     if verbose {
         report_counters(&counters, tally.malformed);
     }
@@ -138,7 +150,13 @@ struct Tally {
 /// Moves records from the ring buffer to the sink. After a stop request it
 /// drains what was sent before the request, then returns: messages sent
 /// later (say, by a reader of sockdump's own output) cannot keep it going.
-fn pump(capture: &mut Capture, sink: &mut dyn Sink, stop: &AtomicBool, limit: Option<u64>) -> Result<Tally> {
+fn pump(
+    capture: &mut Capture,
+    sink: &mut dyn Sink,
+    stop: &AtomicBool,
+    limit: Option<u64>,
+    reader: Option<BorrowedFd<'_>>,
+) -> Result<Tally> {
     let mut tally = Tally::default();
     let limit = limit.unwrap_or(u64::MAX);
     loop {
@@ -174,7 +192,9 @@ fn pump(capture: &mut Capture, sink: &mut dyn Sink, stop: &AtomicBool, limit: Op
         if stopping || tally.captured >= limit {
             return Ok(tally);
         }
-        capture.wait(BATCH_WAIT)?;
+        if capture.wait(BATCH_WAIT, reader)? {
+            return Ok(tally);
+        }
     }
 }
 

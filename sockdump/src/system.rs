@@ -39,10 +39,30 @@ pub fn check_privileges() -> Result<()> {
         .collect();
     bail!(
         "needs root or CAP_BPF + CAP_PERFMON (missing {}): run it with sudo, or give the binary \
-         the capabilities with `sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep {}`",
+         the capabilities with `sudo setcap {} {}`",
         missing.join(" + "),
+        capabilities(),
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "sockdump".into())
     )
+}
+
+/// The file capabilities that let a user without root capture: load and
+/// attach tracing programs, and before 5.11, when BPF memory still counted
+/// against RLIMIT_MEMLOCK, lift that limit.
+pub fn capabilities() -> &'static str {
+    let release =
+        nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    capabilities_for(&release)
+}
+
+fn capabilities_for(kernel_release: &str) -> &'static str {
+    let mut numbers =
+        kernel_release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    if (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) < (5, 11) {
+        "cap_bpf,cap_perfmon,cap_sys_resource+ep"
+    } else {
+        "cap_bpf,cap_perfmon+ep"
+    }
 }
 
 /// CO-RE relocation needs the kernel's own type information.
@@ -74,6 +94,12 @@ pub fn kernel_dev(user_dev: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_kernels_need_the_memlock_capability() {
+        assert_eq!(capabilities_for("5.10.0-33-amd64"), "cap_bpf,cap_perfmon,cap_sys_resource+ep");
+        assert_eq!(capabilities_for("6.18.44-fc"), "cap_bpf,cap_perfmon+ep");
+    }
 
     #[test]
     fn kernel_dev_packs_major_and_minor() {

@@ -1,11 +1,12 @@
 //! Every way sockdump can refuse to start says why in one line and exits
 //! non-zero, before it captures anything.
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-const SOCKDUMP: &str = env!("CARGO_BIN_EXE_sockdump");
-
+use common::SOCKDUMP;
 fn one_line_error(out: &Output) -> String {
     assert!(!out.status.success(), "sockdump succeeded: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -19,15 +20,9 @@ fn sockdump(args: &[&str]) -> Output {
     Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
 }
 
-/// Root is needed to drop privileges, mount namespaces and capture; CI
-/// sets SOCKDUMP_REQUIRE_PRIVILEGED so these never skip there.
+/// Root is needed to drop privileges, mount namespaces and capture.
 fn privileged() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(), "tests must run as root");
-    eprintln!("SKIPPED: this test needs root");
-    false
+    !common::skip_unless_root("this error test")
 }
 
 #[test]

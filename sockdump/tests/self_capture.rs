@@ -2,6 +2,8 @@
 //! systemd services): it must never capture its own writes, or every
 //! printed message would produce another.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -12,9 +14,7 @@ use nix::unistd::Pid;
 
 #[test]
 fn output_to_a_unix_socket_does_not_feed_back() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(), "tests must run as root");
-        eprintln!("SKIPPED: capture needs root");
+    if common::skip_unless_root("output_to_a_unix_socket_does_not_feed_back") {
         return;
     }
     let (ours, theirs) = UnixStream::pair().unwrap();

@@ -8,6 +8,7 @@ pub mod text;
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -36,13 +37,20 @@ pub trait Sink {
 
 pub type Destination = Box<dyn Write + Send>;
 
+/// An opened output.
+pub struct Output {
+    pub writer: Destination,
+    /// A duplicate of the output's descriptor when it is not a regular file
+    /// (a pipe, fifo, socket): capture polls it to stop as soon as the
+    /// reader goes away, without waiting for the next message to fail.
+    pub reader: Option<OwnedFd>,
+}
+
 /// Opens `path` (`-` or none for stdout). Files are created with mode 0600:
 /// captures hold whatever secrets went over the sockets.
-pub fn open_destination(path: Option<&Path>) -> Result<Destination> {
-    match path {
-        None => Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
-        Some(p) if p == Path::new("-") => Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
-        Some(p) => {
+pub fn open_destination(path: Option<&Path>) -> Result<Output> {
+    let (fd, writer): (OwnedFd, Destination) = match path {
+        Some(p) if p != Path::new("-") => {
             let file = OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -50,9 +58,16 @@ pub fn open_destination(path: Option<&Path>) -> Result<Destination> {
                 .mode(0o600)
                 .open(p)
                 .with_context(|| format!("cannot write --output {}", p.display()))?;
-            Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
+            (file.try_clone()?.into(), Box::new(BufWriter::with_capacity(1 << 16, file)))
         }
-    }
+        _ => (
+            io::stdout().as_fd().try_clone_to_owned()?,
+            Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+        ),
+    };
+    let regular =
+        nix::sys::stat::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+    Ok(Output { writer, reader: (!regular).then_some(fd) })
 }
 
 /// Whether `path` (`-` or none: stdout) is a regular file. Binary sinks

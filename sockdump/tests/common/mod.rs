@@ -135,11 +135,16 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Prints why a privileged test does not run (never silent).
+/// Prints why a privileged test does not run (never silent). CI sets
+/// SOCKDUMP_REQUIRE_PRIVILEGED, so there a lost privilege fails the test.
 pub fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
+    assert!(
+        std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(),
+        "{test}: SOCKDUMP_REQUIRE_PRIVILEGED is set but the tests do not run as root"
+    );
     eprintln!("SKIPPED {test}: needs root to load eBPF programs (run `sudo -E cargo test`)");
     true
 }

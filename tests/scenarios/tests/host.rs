@@ -1,13 +1,8 @@
 //! Runs every capture scenario against the freshly built sockdump on this
 //! machine's kernel, with each hook family it offers.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 fn binaries() -> (PathBuf, PathBuf) {
     let scenarios = PathBuf::from(env!("CARGO_BIN_EXE_sockdump-scenarios"));
