@@ -199,6 +199,9 @@ impl Capture {
 
         // The loader parses the kernel BTF itself, but program loading needs one
         // too: free the loader's and share ours, so only one (15-20 MB) is alive.
+        // Declared first so it outlives the loader that borrows it, assigned
+        // only after the loader's own copy is freed.
+        #[allow(clippy::needless_late_init)]
         let btf: Btf;
         let mut loader = EbpfLoader::new();
         loader.btf(None);
