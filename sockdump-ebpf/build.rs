@@ -5,7 +5,8 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const FAMILIES: &[&str] = &["fentry", "kprobe", "tracepoint"];
+/// One object per hook family, and the fentry probe.
+const FAMILIES: &[&str] = &["fentry", "kprobe", "tracepoint", "probe"];
 
 const HEADERS: &[&str] = &["bpf/capture.h", "bpf/compat.h", "bpf/kernel_types.h", "include/sockdump_abi.h"];
 

@@ -30,12 +30,19 @@ pub fn tracepoint_object() -> &'static [u8] {
     object!("tracepoint.bpf.o")
 }
 
+/// One empty fentry program: whether the kernel loads fentry at all, asked
+/// without the cost of relocating the fentry object.
+pub fn fentry_probe_object() -> &'static [u8] {
+    object!("probe.bpf.o")
+}
+
 /// Names of the programs in the objects, by hook family.
 pub mod programs {
     pub const FENTRY_STREAM: &str = "fentry_unix_stream_sendmsg";
     pub const FEXIT_STREAM: &str = "fexit_unix_stream_sendmsg";
     pub const FENTRY_DGRAM: &str = "fentry_unix_dgram_sendmsg";
     pub const FEXIT_DGRAM: &str = "fexit_unix_dgram_sendmsg";
+    pub const FENTRY_PROBE: &str = "fentry_probe";
     pub const KPROBE: &str = "kprobe_unix_sendmsg";
     pub const KRETPROBE: &str = "kretprobe_unix_sendmsg";
     /// Raw tracepoint programs and the tracepoints they attach to.

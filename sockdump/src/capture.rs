@@ -189,6 +189,8 @@ impl Capture {
         choice: HookChoice,
         mut skipped: impl FnMut(&HookFailure),
     ) -> Result<Self> {
+        let t0 = std::time::Instant::now();
+        let hwm = || std::fs::read_to_string("/proc/self/status").unwrap().lines().filter(|l| l.starts_with("VmHWM")).collect::<String>();
         system::check_btf()?;
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
@@ -204,9 +206,11 @@ impl Capture {
         #[allow(clippy::needless_late_init)]
         let btf: Btf;
         let mut loader = EbpfLoader::new();
+        eprintln!("T loader new {:?} {}", t0.elapsed(), hwm());
         loader.btf(None);
         btf = Btf::from_sys_fs()
             .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
+        eprintln!("T parsed {:?} {}", t0.elapsed(), hwm());
         loader
             .btf(Some(&btf))
             .map_max_entries(maps::EVENTS, settings.ring_bytes)
@@ -231,7 +235,10 @@ impl Capture {
                     let mut ebpf = loader
                         .load(hook.object())
                         .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
-                    attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
+                    eprintln!("T {hook} object loaded {:?} {}", t0.elapsed(), hwm());
+                    let r = attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf);
+                    eprintln!("T {hook} attached {:?} {}", t0.elapsed(), hwm());
+                    r
                 }
             };
             match attached {
