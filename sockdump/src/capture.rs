@@ -54,12 +54,25 @@ impl Hook {
         }
     }
 
-    /// Why this kernel certainly lacks the hook, found without loading anything.
-    fn missing(self) -> Option<&'static str> {
+    /// Why this kernel certainly lacks the hook, found cheaply: without
+    /// loading anything, or (fentry) by loading an empty program.
+    fn missing(self, loader: &mut EbpfLoader<'_>, btf: &Btf, verbose: bool) -> Option<String> {
         const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
         match self {
             Hook::Kprobe if !std::path::Path::new(KPROBE_PMU).exists() => {
-                Some("this kernel has no kprobes (no kprobe PMU: CONFIG_KPROBES is off)")
+                Some("this kernel has no kprobes (no kprobe PMU: CONFIG_KPROBES is off)".into())
+            }
+            Hook::Fentry => {
+                let mut probe = match loader.load(sockdump_ebpf::fentry_probe_object()) {
+                    Ok(probe) => probe,
+                    Err(err) => return Some(format!("cannot load the fentry probe: {err}")),
+                };
+                let loaded = program_mut(&mut probe, programs::FENTRY_PROBE).and_then(|program| {
+                    let p: &mut FEntry = program.try_into().map_err(|e: ProgramError| e.to_string())?;
+                    p.load(programs::STREAM_SENDMSG, btf)
+                        .map_err(|e| explain_program_error(self, programs::STREAM_SENDMSG, e, verbose))
+                });
+                loaded.err()
             }
             _ => None,
         }
@@ -189,8 +202,6 @@ impl Capture {
         choice: HookChoice,
         mut skipped: impl FnMut(&HookFailure),
     ) -> Result<Self> {
-        let t0 = std::time::Instant::now();
-        let hwm = || std::fs::read_to_string("/proc/self/status").unwrap().lines().filter(|l| l.starts_with("VmHWM")).collect::<String>();
         system::check_btf()?;
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
@@ -206,39 +217,41 @@ impl Capture {
         #[allow(clippy::needless_late_init)]
         let btf: Btf;
         let mut loader = EbpfLoader::new();
-        eprintln!("T loader new {:?} {}", t0.elapsed(), hwm());
         loader.btf(None);
         btf = Btf::from_sys_fs()
             .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
-        eprintln!("T parsed {:?} {}", t0.elapsed(), hwm());
+        // The globals need not exist: the fentry probe object has none.
         loader
             .btf(Some(&btf))
             .map_max_entries(maps::EVENTS, settings.ring_bytes)
             .map_max_entries(maps::SCRATCH, scratch_entries)
-            .override_global("self_tgid", &globals.self_tgid, true)
-            .override_global("filter_pid", &globals.filter_pid, true)
-            .override_global("filter_comm_len", &globals.filter_comm_len, true)
-            .override_global("filter_comm", &globals.filter_comm, true)
-            .override_global("filter_path_len", &globals.filter_path_len, true)
-            .override_global("filter_path", &globals.filter_path, true)
-            .override_global("filter_ino", &globals.filter_ino, true)
-            .override_global("filter_dev", &globals.filter_dev, true)
-            .override_global("seg_size", &settings.seg_size, true)
-            .override_global("segs_per_msg", &settings.segs_per_msg, true)
-            .override_global("wakeup_bytes", &wakeup_bytes, true);
+            .override_global("self_tgid", &globals.self_tgid, false)
+            .override_global("filter_pid", &globals.filter_pid, false)
+            .override_global("filter_comm_len", &globals.filter_comm_len, false)
+            .override_global("filter_comm", &globals.filter_comm, false)
+            .override_global("filter_path_len", &globals.filter_path_len, false)
+            .override_global("filter_path", &globals.filter_path, false)
+            .override_global("filter_ino", &globals.filter_ino, false)
+            .override_global("filter_dev", &globals.filter_dev, false)
+            .override_global("seg_size", &settings.seg_size, false)
+            .override_global("segs_per_msg", &settings.segs_per_msg, false)
+            .override_global("wakeup_bytes", &wakeup_bytes, false);
 
         let mut failures = Vec::new();
         for &hook in Hook::candidates(choice) {
-            let attached = match hook.missing() {
-                Some(reason) => Err(reason.to_string()),
+            // a forced hook skips the probe: loading it for real says more
+            let missing = if choice == HookChoice::Auto {
+                hook.missing(&mut loader, &btf, settings.verbose)
+            } else {
+                None
+            };
+            let attached = match missing {
+                Some(reason) => Err(reason),
                 None => {
                     let mut ebpf = loader
                         .load(hook.object())
                         .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
-                    eprintln!("T {hook} object loaded {:?} {}", t0.elapsed(), hwm());
-                    let r = attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf);
-                    eprintln!("T {hook} attached {:?} {}", t0.elapsed(), hwm());
-                    r
+                    attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
                 }
             };
             match attached {
