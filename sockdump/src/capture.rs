@@ -195,75 +195,14 @@ pub struct HookFailure {
 }
 
 impl Capture {
-    /// Loads and attaches per `choice`; `skipped` hears about every hook
-    /// family that was tried and refused before the one that worked.
-    pub fn start(
-        settings: &Settings,
-        choice: HookChoice,
-        mut skipped: impl FnMut(&HookFailure),
-    ) -> Result<Self> {
-        system::check_btf()?;
-        let nr_cpus = aya::util::nr_cpus()
-            .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
-        let scratch_entries = u32::try_from(nr_cpus)? * abi::SCRATCH_SLOTS;
-        let globals = Globals::new(&settings.filter);
-        // Batches of an eighth of the ring wake the reader; less waits for its poll timeout.
-        let wakeup_bytes = u64::from(settings.ring_bytes / 8);
-
-        // The loader parses the kernel BTF itself, but program loading needs one
-        // too: free the loader's and share ours, so only one (15-20 MB) is alive.
-        // Declared first so it outlives the loader that borrows it, assigned
-        // only after the loader's own copy is freed.
-        #[allow(clippy::needless_late_init)]
-        let btf: Btf;
-        let mut loader = EbpfLoader::new();
-        loader.btf(None);
-        btf = Btf::from_sys_fs()
-            .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
-        // The globals need not exist: the fentry probe object has none.
-        loader
-            .btf(Some(&btf))
-            .map_max_entries(maps::EVENTS, settings.ring_bytes)
-            .map_max_entries(maps::SCRATCH, scratch_entries)
-            .override_global("self_tgid", &globals.self_tgid, false)
-            .override_global("filter_pid", &globals.filter_pid, false)
-            .override_global("filter_comm_len", &globals.filter_comm_len, false)
-            .override_global("filter_comm", &globals.filter_comm, false)
-            .override_global("filter_path_len", &globals.filter_path_len, false)
-            .override_global("filter_path", &globals.filter_path, false)
-            .override_global("filter_ino", &globals.filter_ino, false)
-            .override_global("filter_dev", &globals.filter_dev, false)
-            .override_global("seg_size", &settings.seg_size, false)
-            .override_global("segs_per_msg", &settings.segs_per_msg, false)
-            .override_global("wakeup_bytes", &wakeup_bytes, false);
-
-        let mut failures = Vec::new();
-        for &hook in Hook::candidates(choice) {
-            // a forced hook skips the probe: loading it for real says more
-            let missing = if choice == HookChoice::Auto {
-                hook.missing(&mut loader, &btf, settings.verbose)
-            } else {
-                None
-            };
-            let attached = match missing {
-                Some(reason) => Err(reason),
-                None => {
-                    let mut ebpf = loader
-                        .load(hook.object())
-                        .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
-                    attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
-                }
-            };
-            match attached {
-                Ok(ebpf) => return Self::from_ebpf(ebpf, hook),
-                Err(reason) => {
-                    let failure = HookFailure { hook, reason };
-                    skipped(&failure);
-                    failures.push(failure);
-                }
-            }
-        }
-        Err(no_hook_error(choice, &failures))
+    /// Starts capturing with the first hook family `choice` allows; `skipped`
+    /// hears about each one refused before it.
+    pub fn start(settings: &Settings, choice: HookChoice, skipped: impl FnMut(&HookFailure)) -> Result<Self> {
+        let (ebpf, hook) = load_and_attach(settings, choice, skipped)?;
+        // The loader and its parsed BTF are gone: hand their memory back
+        // before mapping the ring buffer, or both count in the peak RSS.
+        system::release_free_memory();
+        Self::from_ebpf(ebpf, hook)
     }
 
     fn from_ebpf(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
@@ -318,6 +257,74 @@ impl Capture {
             lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
         })
     }
+}
+
+/// Loads and attaches per `choice`; `skipped` hears about every hook
+/// family that was tried and refused before the one that worked.
+fn load_and_attach(
+    settings: &Settings,
+    choice: HookChoice,
+    mut skipped: impl FnMut(&HookFailure),
+) -> Result<(Ebpf, Hook)> {
+    system::check_btf()?;
+    let nr_cpus = aya::util::nr_cpus()
+        .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
+    let scratch_entries = u32::try_from(nr_cpus)? * abi::SCRATCH_SLOTS;
+    let globals = Globals::new(&settings.filter);
+    // Batches of an eighth of the ring wake the reader; less waits for its poll timeout.
+    let wakeup_bytes = u64::from(settings.ring_bytes / 8);
+
+    // The loader parses the kernel BTF itself, but program loading needs one
+    // too: free the loader's and share ours, so only one (15-20 MB) is alive.
+    // Declared first so it outlives the loader that borrows it, assigned
+    // only after the loader's own copy is freed.
+    #[allow(clippy::needless_late_init)]
+    let btf: Btf;
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    btf = Btf::from_sys_fs()
+        .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
+    // The globals need not exist: the fentry probe object has none.
+    loader
+        .btf(Some(&btf))
+        .map_max_entries(maps::EVENTS, settings.ring_bytes)
+        .map_max_entries(maps::SCRATCH, scratch_entries)
+        .override_global("self_tgid", &globals.self_tgid, false)
+        .override_global("filter_pid", &globals.filter_pid, false)
+        .override_global("filter_comm_len", &globals.filter_comm_len, false)
+        .override_global("filter_comm", &globals.filter_comm, false)
+        .override_global("filter_path_len", &globals.filter_path_len, false)
+        .override_global("filter_path", &globals.filter_path, false)
+        .override_global("filter_ino", &globals.filter_ino, false)
+        .override_global("filter_dev", &globals.filter_dev, false)
+        .override_global("seg_size", &settings.seg_size, false)
+        .override_global("segs_per_msg", &settings.segs_per_msg, false)
+        .override_global("wakeup_bytes", &wakeup_bytes, false);
+
+    let mut failures = Vec::new();
+    for &hook in Hook::candidates(choice) {
+        // a forced hook skips the probe: loading it for real says more
+        let missing =
+            if choice == HookChoice::Auto { hook.missing(&mut loader, &btf, settings.verbose) } else { None };
+        let attached = match missing {
+            Some(reason) => Err(reason),
+            None => {
+                let mut ebpf = loader
+                    .load(hook.object())
+                    .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
+                attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
+            }
+        };
+        match attached {
+            Ok(ebpf) => return Ok((ebpf, hook)),
+            Err(reason) => {
+                let failure = HookFailure { hook, reason };
+                skipped(&failure);
+                failures.push(failure);
+            }
+        }
+    }
+    Err(no_hook_error(choice, &failures))
 }
 
 fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error {

@@ -83,6 +83,17 @@ pub fn raise_memlock_limit() {
     let _ = setrlimit(Resource::RLIMIT_MEMLOCK, RLIM_INFINITY, RLIM_INFINITY);
 }
 
+/// Gives the heap's free memory back to the system. Loading parses the
+/// kernel's BTF (15-20 MB, freed once the programs are attached); without
+/// this, glibc keeps those pages and they stay in sockdump's RSS.
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own free lists; it has no
+    // preconditions and nothing else here touches the allocator's internals.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `st_dev` as user space sees it, converted to the kernel's internal `dev_t`
 /// (`super_block.s_dev`: 12-bit major, 20-bit minor).
 pub fn kernel_dev(user_dev: u64) -> u32 {
