@@ -30,9 +30,10 @@ pub fn tracepoint_object() -> &'static [u8] {
     object!("tracepoint.bpf.o")
 }
 
-/// One empty fentry program: whether the kernel loads fentry at all, asked
-/// without the cost of relocating the fentry object.
-pub fn fentry_probe_object() -> &'static [u8] {
+/// Empty programs: the fentry probe (whether the kernel loads fentry at all,
+/// asked without relocating the fentry object) and the syscall tracepoint
+/// floor the benchmarks measure.
+pub fn probe_object() -> &'static [u8] {
     object!("probe.bpf.o")
 }
 
@@ -43,6 +44,8 @@ pub mod programs {
     pub const FENTRY_DGRAM: &str = "fentry_unix_dgram_sendmsg";
     pub const FEXIT_DGRAM: &str = "fexit_unix_dgram_sendmsg";
     pub const FENTRY_PROBE: &str = "fentry_probe";
+    /// Empty raw tracepoint programs on sys_enter and sys_exit (benchmarks only).
+    pub const FLOOR: [(&str, &str); 2] = [("floor_enter", "sys_enter"), ("floor_exit", "sys_exit")];
     pub const KPROBE: &str = "kprobe_unix_sendmsg";
     pub const KRETPROBE: &str = "kretprobe_unix_sendmsg";
     /// Raw tracepoint programs and the tracepoints they attach to.

@@ -63,7 +63,7 @@ impl Hook {
                 Some("this kernel has no kprobes (no kprobe PMU: CONFIG_KPROBES is off)".into())
             }
             Hook::Fentry => {
-                let mut probe = match loader.load(sockdump_ebpf::fentry_probe_object()) {
+                let mut probe = match loader.load(sockdump_ebpf::probe_object()) {
                     Ok(probe) => probe,
                     Err(err) => return Some(format!("cannot load the fentry probe: {err}")),
                 };

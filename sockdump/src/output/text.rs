@@ -109,27 +109,69 @@ fn push_hex_byte(out: &mut Vec<u8>, b: u8) {
 /// `0000  47 45 54 20 2f 20 48 54  54 50 2f 31 2e 31 0d 0a  GET / HTTP/1.1..`
 pub fn push_hex(out: &mut Vec<u8>, data: &[u8]) {
     out.reserve(data.len() / 16 * 76 + 76);
-    for (index, chunk) in data.chunks(16).enumerate() {
-        let offset = index * 16;
-        // at least four digits, more for offsets past 0xffff
-        let digits = ((usize::BITS - offset.leading_zeros()).div_ceil(4) as usize).max(4);
-        // a line is built in place: offset, two groups of eight, ASCII
-        let mut line = [b' '; 16 + 52 + 16 + 1];
-        for (i, digit) in line[..digits].iter_mut().enumerate() {
-            *digit = HEX_DIGITS[(offset >> ((digits - 1 - i) * 4)) & 15];
+    let mut lines = data.chunks_exact(16);
+    let mut offset = 0;
+    for chunk in &mut lines {
+        let chunk: &[u8; 16] = chunk.try_into().unwrap_or(&[0; 16]);
+        if offset <= 0xffff {
+            push_full_hex_line(out, offset, chunk);
+        } else {
+            push_hex_line(out, offset, chunk);
         }
-        let hex = digits + 2;
-        let ascii = hex + 50;
-        for (column, &b) in chunk.iter().enumerate() {
-            let at = hex + column * 3 + column / 8;
-            line[at] = HEX_DIGITS[usize::from(b >> 4)];
-            line[at + 1] = HEX_DIGITS[usize::from(b & 15)];
-            line[ascii + column] = if b.is_ascii_graphic() || b == b' ' { b } else { b'.' };
-        }
-        let end = ascii + chunk.len();
-        line[end] = b'\n';
-        out.extend_from_slice(&line[..=end]);
+        offset += 16;
     }
+    if !lines.remainder().is_empty() {
+        push_hex_line(out, offset, lines.remainder());
+    }
+}
+
+fn printable(b: u8) -> u8 {
+    if b.is_ascii_graphic() || b == b' ' {
+        b
+    } else {
+        b'.'
+    }
+}
+
+/// The common line: 16 bytes at a four-digit offset. Every position is a
+/// constant, so the compiler drops the bounds checks: this line is most of
+/// the cost of hex output.
+fn push_full_hex_line(out: &mut Vec<u8>, offset: usize, chunk: &[u8; 16]) {
+    let mut line = *b"0000  xx xx xx xx xx xx xx xx  xx xx xx xx xx xx xx xx  ................\n";
+    for (i, digit) in line[..4].iter_mut().enumerate() {
+        *digit = HEX_DIGITS[(offset >> ((3 - i) * 4)) & 15];
+    }
+    for (column, &b) in chunk.iter().enumerate() {
+        let at = 6 + column * 3 + column / 8;
+        line[at] = HEX_DIGITS[usize::from(b >> 4)];
+        line[at + 1] = HEX_DIGITS[usize::from(b & 15)];
+        line[56 + column] = printable(b);
+    }
+    out.extend_from_slice(&line);
+}
+
+/// Any line: a short last one, or one past offset 0xffff (more digits).
+fn push_hex_line(out: &mut Vec<u8>, offset: usize, chunk: &[u8]) {
+    let digits = ((usize::BITS - offset.leading_zeros()).div_ceil(4) as usize).max(4);
+    for shift in (0..digits).rev() {
+        out.push(HEX_DIGITS[(offset >> (shift * 4)) & 15]);
+    }
+    out.push(b' ');
+    for column in 0..16 {
+        if column % 8 == 0 {
+            out.push(b' ');
+        }
+        match chunk.get(column) {
+            Some(&b) => {
+                push_hex_byte(out, b);
+                out.push(b' ');
+            }
+            None => out.extend_from_slice(b"   "),
+        }
+    }
+    out.push(b' ');
+    out.extend(chunk.iter().map(|&b| printable(b)));
+    out.push(b'\n');
 }
 
 /// The bytes as they were sent, ending the record with a newline.

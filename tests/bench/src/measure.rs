@@ -20,6 +20,9 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watcher {
     None,
+    /// empty programs on the raw syscall tracepoints: what any capture
+    /// through them costs on this kernel before doing any work
+    Floor,
     /// capture everything, hex text to /dev/null
     Text,
     /// capture everything, pcapng to a file
@@ -34,6 +37,7 @@ impl Watcher {
     fn name(self) -> &'static str {
         match self {
             Watcher::None => "no capture (baseline)",
+            Watcher::Floor => "floor: empty programs on the raw syscall tracepoints",
             Watcher::Text => "sockdump, everything, text to /dev/null",
             Watcher::Pcapng => "sockdump, everything, pcapng to a file",
             Watcher::NoMatch => "sockdump, --sock filter matching nothing",
@@ -49,16 +53,21 @@ struct SockdumpStats {
     lost: u64,
     cpu: Duration,
     max_rss_kib: u64,
+    /// time its eBPF programs ran during the workload
+    bpf_ns: u64,
 }
 
 struct Sockdump {
     child: Child,
     startup: Duration,
+    /// ids of this sockdump's eBPF programs
+    programs: Vec<u32>,
     stderr: mpsc::Receiver<String>,
 }
 
 fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sockdump> {
     let started = Instant::now();
+    let before = program_ids();
     let mut child = Command::new(&opts.sockdump)
         .args(args)
         .stdout(stdout)
@@ -76,7 +85,9 @@ fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sock
         let line =
             stderr.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("sockdump did not start"))?;
         if line.starts_with("listening") {
-            return Ok(Sockdump { child, startup: started.elapsed(), stderr });
+            let startup = started.elapsed();
+            let programs = program_ids().into_iter().filter(|id| !before.contains(id)).collect();
+            return Ok(Sockdump { child, startup, programs, stderr });
         }
     }
 }
@@ -162,7 +173,7 @@ fn measure(
     let strace = ["strace", "-f", "-qq", "-e", "trace=write,sendmsg", "-s", "65535", "-o", "/dev/null"];
     let workload = spawn_workload(size, count, None, if watcher == Watcher::Strace { &strace } else { &[] })?;
     let args: Option<Vec<String>> = match watcher {
-        Watcher::None | Watcher::Strace => None,
+        Watcher::None | Watcher::Floor | Watcher::Strace => None,
         Watcher::Text => Some(vec!["--format".into(), "hex".into()]),
         Watcher::Pcapng => Some(vec![
             "--format".into(),
@@ -176,9 +187,41 @@ fn measure(
         Some(args) => Some(start_sockdump(opts, &args, Stdio::null())?),
         None => None,
     };
+    let floor = if watcher == Watcher::Floor { Some(attach_floor()?) } else { None };
+    let before = bpf_time(&capture);
     let rate = finish_workload(workload)?;
+    let spent = bpf_time(&capture).saturating_sub(before);
+    drop(floor);
     let stats = capture.map(stop_sockdump).transpose()?;
-    Ok((rate, stats))
+    Ok((rate, stats.map(|s| SockdumpStats { bpf_ns: spent, ..s })))
+}
+
+/// Attaches the empty floor programs; they stay while the result lives.
+fn attach_floor() -> Result<aya::Ebpf> {
+    let btf = aya::Btf::from_sys_fs()?;
+    let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(sockdump_ebpf::probe_object())?;
+    for (name, tracepoint) in sockdump_ebpf::programs::FLOOR {
+        let program: &mut aya::programs::BtfTracePoint =
+            ebpf.program_mut(name).context("floor program")?.try_into()?;
+        program.load(tracepoint, &btf)?;
+        program.attach()?;
+    }
+    Ok(ebpf)
+}
+
+fn program_ids() -> Vec<u32> {
+    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
+}
+
+/// Nanoseconds the running sockdump's eBPF programs spent so far (needs
+/// BPF run-time statistics on, see `run_all`).
+fn bpf_time(capture: &Option<Sockdump>) -> u64 {
+    let Some(capture) = capture else { return 0 };
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| capture.programs.contains(&p.id()))
+        .map(|p| p.run_time().as_nanos() as u64)
+        .sum()
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -224,7 +267,9 @@ pub fn run_all(opts: &Options) -> Result<()> {
 fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     let (seconds, reps) = if opts.quick { (0.1, 1) } else { (1.0, 5) };
     let mut report = Report { text: String::new() };
-    let mut watchers = vec![Watcher::None, Watcher::Text, Watcher::NoMatch, Watcher::Strace];
+    let mut watchers = vec![Watcher::None, Watcher::Floor, Watcher::Text, Watcher::NoMatch, Watcher::Strace];
+    // BPF run-time statistics while this runs (BPF_ENABLE_STATS: off again when dropped)
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("cannot enable BPF statistics")?;
     if pcapng_supported(opts) {
         watchers.insert(2, Watcher::Pcapng);
     }
@@ -233,17 +278,29 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     report.line(String::new());
     report.line("| message size | configuration | throughput ratio | baseline msgs/s |".into());
     report.line("| --- | --- | --- | --- |".into());
-    let mut text_1k = None;
+    // sockdump's own figures at 1 KiB, per output format
+    let mut at_1k: Vec<(Watcher, SockdumpStats, u64)> = Vec::new();
+    let mut bpf_per_message: Vec<(usize, Watcher, f64)> = Vec::new();
     for size in [64usize, 1024, 65536] {
         let count = calibrate(opts, size, seconds, scratch)?;
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); watchers.len()];
+        let mut bpf: Vec<Vec<f64>> = vec![Vec::new(); watchers.len()];
         for _ in 0..reps {
             for (i, &watcher) in watchers.iter().enumerate() {
                 let (rate, stats) = measure(opts, watcher, size, count, scratch)?;
                 rates[i].push(rate);
-                if size == 1024 && watcher == Watcher::Text {
-                    text_1k = stats.map(|s| (s, count));
+                if let Some(stats) = stats {
+                    bpf[i].push(stats.bpf_ns as f64 / count as f64);
                 }
+                if let (1024, Watcher::Text | Watcher::Pcapng, Some(stats)) = (size, watcher, stats) {
+                    at_1k.retain(|(w, _, _)| *w != watcher);
+                    at_1k.push((watcher, stats, count));
+                }
+            }
+        }
+        for (i, &watcher) in watchers.iter().enumerate() {
+            if !bpf[i].is_empty() {
+                bpf_per_message.push((size, watcher, median(&mut bpf[i])));
             }
         }
         let baseline = median(&mut rates[0]);
@@ -251,6 +308,15 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
             let ratio = median(&mut rates[i]) / baseline;
             report.line(format!("| {size} B | {} | {:.1}% | {baseline:.0} |", watcher.name(), ratio * 100.0));
         }
+    }
+
+    report.line(String::new());
+    report.line("## Time in sockdump's eBPF programs per message sent (BPF run-time statistics)".into());
+    report.line(String::new());
+    report.line("| message size | configuration | ns per message |".into());
+    report.line("| --- | --- | --- |".into());
+    for (size, watcher, ns) in &bpf_per_message {
+        report.line(format!("| {size} B | {} | {ns:.0} |", watcher.name()));
     }
 
     report.line(String::new());
@@ -285,14 +351,12 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
         startups.len(),
         median(&mut startups)
     ));
-    if let Some((stats, sent)) = text_1k {
+    for (watcher, stats, sent) in &at_1k {
         report.line(format!(
-            "- peak RSS while capturing everything at 1 KiB: {:.1} MiB",
-            stats.max_rss_kib as f64 / 1024.0
-        ));
-        let per_million = stats.cpu.as_secs_f64() / stats.captured.max(1) as f64 * 1e6;
-        report.line(format!(
-            "- sockdump CPU time per million messages (text output): {per_million:.2} s ({} captured of {sent} sent by the workload)",
+            "- {}: peak RSS {:.1} MiB; sockdump CPU time per million messages {:.2} s ({} captured of {sent} sent)",
+            watcher.name(),
+            stats.max_rss_kib as f64 / 1024.0,
+            stats.cpu.as_secs_f64() / stats.captured.max(1) as f64 * 1e6,
             stats.captured
         ));
     }
