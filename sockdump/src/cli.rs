@@ -48,7 +48,7 @@ pub enum HookChoice {
     Fentry,
     /// kprobe/kretprobe on the same functions
     Kprobe,
-    /// the send syscalls' tracepoints (write, writev, sendto, sendmsg, sendmmsg)
+    /// the raw syscall tracepoints, for write, writev, sendto, sendmsg, sendmmsg, pwritev2
     Tracepoint,
 }
 
@@ -60,6 +60,7 @@ Examples:
   sockdump --format pcapng -o - | wireshark -k -i -
   sockdump --format pcapng -o docker.pcapng /run/docker.sock
   sockdump -r docker.pcapng --format string  (no root needed)
+  sockdump extcap install                  (\"Unix sockets\" in Wireshark's interface list)
 
 Needs root, or CAP_BPF + CAP_PERFMON. Prints `listening ...` on stderr once
 capture is live, and `N packets captured, M lost` when it ends (Ctrl-C,

@@ -66,8 +66,8 @@ struct Sockdump {
 }
 
 fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sockdump> {
-    let started = Instant::now();
     let before = program_ids();
+    let started = Instant::now();
     let mut child = Command::new(&opts.sockdump)
         .args(args)
         .stdout(stdout)
@@ -92,8 +92,17 @@ fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sock
     }
 }
 
-/// SIGINT, then the `N packets captured, M lost` line and the rusage.
+/// The peak resident memory of a running process. Not wait4's ru_maxrss:
+/// that also counts what the child shared with this process before exec.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+    Ok(line.split_whitespace().nth(1).context("VmHWM value")?.parse()?)
+}
+
+/// SIGINT, then the `N packets captured, M lost` line, CPU time and peak memory.
 fn stop_sockdump(run: Sockdump) -> Result<SockdumpStats> {
+    let max_rss_kib = peak_rss_kib(run.child.id())?;
     let pid = run.child.id() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT)?;
     let mut status = 0;
@@ -104,11 +113,7 @@ fn stop_sockdump(run: Sockdump) -> Result<SockdumpStats> {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let mut stats = SockdumpStats {
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss as u64,
-        ..Default::default()
-    };
+    let mut stats = SockdumpStats { cpu: tv(usage.ru_utime) + tv(usage.ru_stime), max_rss_kib, ..Default::default() };
     let line = run
         .stderr
         .iter()
