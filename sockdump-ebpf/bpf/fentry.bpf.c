@@ -7,26 +7,20 @@
 #include "capture.h"
 #include <bpf/bpf_tracing.h>
 
-SEC("fentry/unix_stream_sendmsg")
-int BPF_PROG(fentry_unix_stream_sendmsg, struct socket *sock, struct msghdr *msg)
-{
-	return sendmsg_enter(sock, msg);
-}
+/* The entry and exit programs of one sendmsg function; each exit program
+ * has its own scratch slot, since fexit programs can be preempted. */
+#define SENDMSG_HOOKS(function, slot)                                                              \
+	SEC("fentry/" #function)                                                                   \
+	int BPF_PROG(fentry_##function, struct socket *sock, struct msghdr *msg)                  \
+	{                                                                                          \
+		return sendmsg_enter(sock, msg);                                                   \
+	}                                                                                          \
+                                                                                                   \
+	SEC("fexit/" #function)                                                                    \
+	int BPF_PROG(fexit_##function, struct socket *sock, struct msghdr *msg, __u64 len, int ret) \
+	{                                                                                          \
+		return sendmsg_exit(ret, slot);                                                    \
+	}
 
-SEC("fexit/unix_stream_sendmsg")
-int BPF_PROG(fexit_unix_stream_sendmsg, struct socket *sock, struct msghdr *msg, __u64 len, int ret)
-{
-	return sendmsg_exit(ret, SLOT_STREAM);
-}
-
-SEC("fentry/unix_dgram_sendmsg")
-int BPF_PROG(fentry_unix_dgram_sendmsg, struct socket *sock, struct msghdr *msg)
-{
-	return sendmsg_enter(sock, msg);
-}
-
-SEC("fexit/unix_dgram_sendmsg")
-int BPF_PROG(fexit_unix_dgram_sendmsg, struct socket *sock, struct msghdr *msg, __u64 len, int ret)
-{
-	return sendmsg_exit(ret, SLOT_DGRAM);
-}
+SENDMSG_HOOKS(unix_stream_sendmsg, SLOT_STREAM)
+SENDMSG_HOOKS(unix_dgram_sendmsg, SLOT_DGRAM)

@@ -41,12 +41,14 @@ print("ready", flush=True)
 server.handle_request()
 "#;
 
-/// Starts a python script that prints `ready` once it is listening.
+/// Starts a python script that prints `ready` once it is listening (and,
+/// if it waits for one, goes on at a line on stdin: see [`go`]).
 fn start_python(script: &str, args: &[&str]) -> Child {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
         .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -56,6 +58,12 @@ fn start_python(script: &str, args: &[&str]) -> Child {
     BufReader::new(stdout).read_line(&mut line).expect("read python's first line");
     assert_eq!(line.trim(), "ready", "python did not start");
     child
+}
+
+/// Lets a script started with [`start_python`] go on, once capture is live.
+fn go(child: &mut Child) {
+    use std::io::Write;
+    child.stdin.take().expect("piped stdin").write_all(b"go\n").expect("tell python to go");
 }
 
 fn wait_success(mut child: Child, what: &str) {
@@ -242,14 +250,7 @@ fn follow_stream_equals_the_bytes_each_side_sent() {
     let dir = TempDir::new("bulk");
     let dir_s = dir.path().to_str().expect("utf-8");
     let file = dir.join("bulk.pcapng");
-    let mut peer = Command::new("python3")
-        .args(["-c", BULK, dir_s])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(peer.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    let mut peer = start_python(BULK, &[dir_s]);
     // 7 messages; -c stops the capture by itself.
     let capture = Sockdump::start(&[
         "--format",
@@ -263,11 +264,7 @@ fn follow_stream_equals_the_bytes_each_side_sent() {
         "-o",
         file.to_str().expect("utf-8"),
     ]);
-    {
-        use std::io::Write;
-        let mut stdin = peer.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("start the exchange");
-    }
+    go(&mut peer);
     wait_success(peer, "the python exchange");
     let (captured, _) = capture.wait();
     assert_eq!(captured, 7);
@@ -312,21 +309,10 @@ fn datagrams_are_udp() {
     let dir = TempDir::new("dgram");
     let dir_s = dir.path().to_str().expect("utf-8");
     let file = dir.join("dgram.pcapng");
-    let mut peer = Command::new("python3")
-        .args(["-c", DATAGRAMS, dir_s])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(peer.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    let mut peer = start_python(DATAGRAMS, &[dir_s]);
     let capture =
         Sockdump::start(&["--format", "pcapng", "--sock", dir_s, "-o", file.to_str().expect("utf-8")]);
-    {
-        use std::io::Write;
-        let mut stdin = peer.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("start");
-    }
+    go(&mut peer);
     let peer_pid = peer.id();
     wait_success(peer, "the python datagrams");
     let (captured, _) = capture.stop();
@@ -502,14 +488,7 @@ fn read_back_prints_what_a_direct_text_capture_printed() {
     }
     let dir = TempDir::new("rt");
     let dir_s = dir.path().to_str().expect("utf-8");
-    let mut peer = Command::new("python3")
-        .args(["-c", PINGPONG, dir_s])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(peer.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    let mut peer = start_python(PINGPONG, &[dir_s]);
     let pcapng = dir.join("rt.pcapng");
     let user = dir.join("rt-user.pcapng");
     let formats = ["hex", "string", "hexstring"];
@@ -543,11 +522,7 @@ fn read_back_prints_what_a_direct_text_capture_printed() {
         "-o",
         user.to_str().expect("utf-8"),
     ]));
-    {
-        use std::io::Write;
-        let mut stdin = peer.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("start");
-    }
+    go(&mut peer);
     wait_success(peer, "the python ping-pong");
     for capture in captures {
         let (captured, _) = capture.stop();
