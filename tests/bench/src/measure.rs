@@ -113,7 +113,8 @@ fn stop_sockdump(run: Sockdump) -> Result<SockdumpStats> {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let mut stats = SockdumpStats { cpu: tv(usage.ru_utime) + tv(usage.ru_stime), max_rss_kib, ..Default::default() };
+    let mut stats =
+        SockdumpStats { cpu: tv(usage.ru_utime) + tv(usage.ru_stime), max_rss_kib, ..Default::default() };
     let line = run
         .stderr
         .iter()
