@@ -3,8 +3,6 @@
 //! Hand-written, and held to the header by `tests/abi.rs`, which compiles the
 //! header with the host C compiler and compares every offset and constant.
 
-/// `SOCKDUMP_ABI_VERSION`
-pub const ABI_VERSION: u32 = 1;
 /// `SOCKDUMP_DATA_MAX`: the largest `--seg-size`.
 pub const DATA_MAX: u32 = 1 << 16;
 /// `SOCKDUMP_SEGS_MAX`: the largest `--segs-per-msg`.
@@ -29,7 +27,8 @@ pub mod counter {
     pub const LOST_RINGBUF: u32 = 0;
     pub const LOST_MMSG: u32 = 1;
     pub const LOST_INFLIGHT: u32 = 2;
-    pub const COUNT: u32 = 3;
+    pub const LOST_NO_EXIT: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// `enum sockdump_sock_type`

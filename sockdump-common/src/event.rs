@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_arbitrary_bytes() {
-        // A cheap deterministic sweep; the fuzz target covers the rest.
+        // A deterministic sweep of corrupted and cut records.
         let base = record(b"/x", b"/y", b"0123456789", 10);
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..20_000 {

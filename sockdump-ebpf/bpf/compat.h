@@ -35,7 +35,6 @@ struct buffer_view {
 	__u64 base;    /* the buffer (BUFFER_USER) or the iovec array */
 	__u64 nr_segs; /* iovec entries; 1 for BUFFER_USER */
 	__u64 offset;  /* bytes already consumed in the first entry */
-	__u64 count;   /* bytes the iterator describes */
 	__u32 kind;    /* enum buffer_kind */
 };
 
@@ -69,7 +68,6 @@ static __always_inline void read_iter(const struct iov_iter *it, struct buffer_v
 {
 	view->kind = iter_kind(it);
 	view->offset = BPF_CORE_READ(it, iov_offset);
-	view->count = BPF_CORE_READ(it, count);
 	if (view->kind == BUFFER_USER) {
 		view->base = (__u64)BPF_CORE_READ(it, ubuf);
 		view->nr_segs = 1;
@@ -99,7 +97,7 @@ static __always_inline void read_iter(const struct iov_iter *it, struct buffer_v
 #define SPAN_END(type, last) (bpf_core_field_offset(type, last) + bpf_core_field_size(type, last))
 #define SPAN_FITS(type, first, last)                                                               \
 	(SPAN_START(type, first) < SPAN_END(type, last) &&                                         \
-	 SPAN_END(type, last) - SPAN_START(type, first) <= SPAN_MAX)
+	 SPAN_END(type, last) - SPAN_START(type, first) < SPAN_MAX)
 /* whether `field` lies inside the span [first, last] */
 #define SPAN_HOLDS(type, first, last, field)                                                       \
 	(bpf_core_field_offset(type, field) >= SPAN_START(type, first) &&                          \

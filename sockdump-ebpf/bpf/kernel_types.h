@@ -69,7 +69,6 @@ struct iov_iter {
 	unsigned long iov_offset;
 	const struct iovec *__iov;
 	void *ubuf;
-	unsigned long count;
 	unsigned long nr_segs;
 };
 
@@ -158,11 +157,22 @@ struct files_struct {
 	struct fdtable *fdt;
 };
 
+struct thread_info {
+	__u32 status;
+};
+
 struct task_struct {
+	struct thread_info thread_info;
 	struct files_struct *files;
 };
 
 #pragma clang attribute pop
+
+/* UAPI: what bpf_get_ns_current_pid_tgid() fills in. */
+struct bpf_pidns_info {
+	__u32 pid;
+	__u32 tgid;
+};
 
 /* UAPI, read from user memory by the tracepoint path. */
 struct user_msghdr {

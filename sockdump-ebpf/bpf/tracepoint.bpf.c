@@ -6,8 +6,9 @@
  * sends below. Raw tracepoints skip the perf event layer that the
  * per-syscall tracepoints go through, which costs several times more here.
  *
- * They see only sends made by these syscalls: not io_uring, splice or
- * sendfile, nor sends made by the kernel itself.
+ * They see only sends made by these syscalls from 64-bit processes: not
+ * io_uring, splice or sendfile, 32-bit processes, nor sends made by the
+ * kernel itself.
  */
 #include "capture.h"
 #include <bpf/bpf_tracing.h>
@@ -21,6 +22,17 @@ enum send_syscall {
 	NR_sendmmsg = 307,
 	NR_pwritev2 = 328, /* with offset -1, a writev with flags */
 };
+
+/* 32-bit processes make ia32 syscalls, whose numbers mean other calls
+ * (20 is getpid there): the send syscalls above are x86_64 numbers. */
+#define TS_COMPAT 0x0002
+
+static __always_inline bool is_compat_syscall(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+}
 
 /* The current task's open file table: max_fds and the file array. */
 static __always_inline int current_fds(__u32 *max_fds, struct file ***fds)
@@ -107,7 +119,6 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 	case NR_sendto:
 		f.buffer.kind = BUFFER_USER;
 		f.buffer.base = regs->si;
-		f.buffer.count = regs->dx;
 		if (id == NR_sendto) {
 			f.name = regs->r8;
 			f.name_len = regs->r9;
@@ -133,11 +144,15 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	}
 	/* sockdump's own output (to a socket, a pipe, a file) never needs the fd lookup */
-	if (bpf_get_current_pid_tgid() >> 32 == self_tgid)
+	if (is_self() || is_compat_syscall())
 		return 0;
 	sock = unix_socket_of_fd(regs->di, &v);
-	if (!sock || !send_wanted(v.sk, &f))
+	if (!sock)
 		return 0;
+	if (!send_wanted(v.sk, &f)) {
+		forget_send();
+		return 0;
+	}
 	f.sock = (__u64)sock;
 	f.sk = (__u64)v.sk;
 	f.type = v.type;
@@ -182,7 +197,8 @@ int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	}
 	s = take_send(SLOT_STREAM);
-	if (!s || ret <= 0)
+	/* 0 is a send too: an empty datagram (record_pending skips empty stream writes) */
+	if (!s || ret < 0)
 		return 0;
 	if (s->pending.kind == INFLIGHT_BUFFER)
 		return record_pending(ret, SLOT_STREAM);

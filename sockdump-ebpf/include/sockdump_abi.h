@@ -16,8 +16,6 @@
 #include <linux/types.h>
 #endif
 
-#define SOCKDUMP_ABI_VERSION 1
-
 /* Largest --seg-size: bytes of one message the kernel copies. A power of two. */
 #define SOCKDUMP_DATA_MAX (1u << 16)
 /* Largest --segs-per-msg: iovec segments of one message walked. */
@@ -80,7 +78,10 @@ enum sockdump_counter {
 	SOCKDUMP_LOST_MMSG = 1,
 	/* sends not followed because the in-flight table was full */
 	SOCKDUMP_LOST_INFLIGHT = 2,
-	SOCKDUMP_COUNTER_MAX = 3,
+	/* sends whose return the hook never saw: a kretprobe skips returns when
+	 * more calls are in flight than it tracks (max(10, 2 * CPUs)) */
+	SOCKDUMP_LOST_NO_EXIT = 3,
+	SOCKDUMP_COUNTER_MAX = 4,
 };
 
 _Static_assert(sizeof(struct sockdump_event) == 288, "sockdump_event size is ABI");

@@ -131,12 +131,13 @@ pub struct KernelCounters {
     pub lost_ringbuf: u64,
     pub lost_mmsg: u64,
     pub lost_inflight: u64,
+    pub lost_no_exit: u64,
 }
 
 impl KernelCounters {
     /// Messages that were sent and matched but never reached user space.
     pub fn lost(&self) -> u64 {
-        self.lost_ringbuf + self.lost_mmsg + self.lost_inflight
+        self.lost_ringbuf + self.lost_mmsg + self.lost_inflight + self.lost_no_exit
     }
 }
 
@@ -152,6 +153,8 @@ pub struct Capture {
 /// The settings' values in the layout the C globals have.
 struct Globals {
     self_tgid: u32,
+    self_pidns_dev: u64,
+    self_pidns_ino: u64,
     filter_pid: u32,
     filter_comm_len: u32,
     filter_comm: [u8; abi::COMM_LEN],
@@ -163,8 +166,11 @@ struct Globals {
 
 impl Globals {
     fn new(filter: &Filter) -> Self {
+        let own_pid_namespace = system::child_pid_namespace();
         let mut globals = Globals {
             self_tgid: std::process::id(),
+            self_pidns_dev: own_pid_namespace.map_or(0, |(dev, _)| dev),
+            self_pidns_ino: own_pid_namespace.map_or(0, |(_, ino)| ino),
             filter_pid: filter.pid.unwrap_or(0),
             filter_comm_len: 0,
             filter_comm: [0; abi::COMM_LEN],
@@ -255,6 +261,7 @@ impl Capture {
             lost_ringbuf: read(abi::counter::LOST_RINGBUF)?,
             lost_mmsg: read(abi::counter::LOST_MMSG)?,
             lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
+            lost_no_exit: read(abi::counter::LOST_NO_EXIT)?,
         })
     }
 }
@@ -290,6 +297,8 @@ fn load_and_attach(
         .map_max_entries(maps::EVENTS, settings.ring_bytes)
         .map_max_entries(maps::SCRATCH, scratch_entries)
         .override_global("self_tgid", &globals.self_tgid, false)
+        .override_global("self_pidns_dev", &globals.self_pidns_dev, false)
+        .override_global("self_pidns_ino", &globals.self_pidns_ino, false)
         .override_global("filter_pid", &globals.filter_pid, false)
         .override_global("filter_comm_len", &globals.filter_comm_len, false)
         .override_global("filter_comm", &globals.filter_comm, false)
@@ -309,9 +318,15 @@ fn load_and_attach(
         let attached = match missing {
             Some(reason) => Err(reason),
             None => {
-                let mut ebpf = loader
-                    .load(hook.object())
-                    .context("cannot load sockdump's eBPF object (maps or CO-RE relocations)")?;
+                let mut ebpf = loader.load(hook.object()).with_context(|| {
+                    let memlock = if system::maps_count_against_memlock() {
+                        " (this kernel counts BPF maps against the locked-memory limit: \
+                         run as root, or give sockdump cap_sys_resource)"
+                    } else {
+                        ""
+                    };
+                    format!("cannot load sockdump's eBPF object (maps or CO-RE relocations){memlock}")
+                })?;
                 attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
             }
         };
@@ -349,11 +364,12 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
     let explain = |what: &str, err: ProgramError| explain_program_error(hook, what, err, verbose);
     match hook {
         Hook::Fentry => {
+            // exits first: an entry seen without its exit would leave a stale slot
             for (name, function, exit) in [
-                (programs::FENTRY_STREAM, programs::STREAM_SENDMSG, false),
                 (programs::FEXIT_STREAM, programs::STREAM_SENDMSG, true),
-                (programs::FENTRY_DGRAM, programs::DGRAM_SENDMSG, false),
                 (programs::FEXIT_DGRAM, programs::DGRAM_SENDMSG, true),
+                (programs::FENTRY_STREAM, programs::STREAM_SENDMSG, false),
+                (programs::FENTRY_DGRAM, programs::DGRAM_SENDMSG, false),
             ] {
                 let program = program_mut(ebpf, name)?;
                 let attached = if exit {

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
             // clap's first line says what is wrong; keep errors to one line.
             let text = err.to_string();
             let first = text.lines().next().unwrap_or_default();
-            eprintln!("sockdump: {} (see --help)", first.trim_start_matches("error: "));
+            sockdump::run::note(format_args!(
+                "sockdump: {} (see --help)",
+                first.trim_start_matches("error: ")
+            ));
             return ExitCode::from(2);
         }
     };
@@ -32,7 +35,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Err(err) => {
             // One line a user (or Wireshark's error dialog) can act on; the
             // causes follow on the same line.
-            eprintln!("sockdump: {err:#}");
+            sockdump::run::note(format_args!("sockdump: {err:#}"));
             ExitCode::FAILURE
         }
     }

@@ -529,9 +529,9 @@ pub fn run(cli: &Cli, path: &Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = CaptureReader::new(BufReader::with_capacity(1 << 16, file))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let destination = output::open_destination(cli.output.as_deref())?.writer;
+    let output = output::open_destination(cli.output.as_deref())?;
     // Timestamps in the file are wall-clock already.
-    let mut sink = run::make_sink(cli, destination, WallClock::with_offset(0))?;
+    let mut sink = run::make_sink(cli, output.writer, !output.regular, WallClock::with_offset(0))?;
     let filter = ReadFilter {
         pid: settings.filter.pid,
         comm: settings.filter.comm,
@@ -567,13 +567,19 @@ pub fn run(cli: &Cli, path: &Path) -> Result<()> {
         other => other.context("cannot finish the output")?,
     }
     if reader.lost > 0 {
-        eprintln!("sockdump: the capture lost {} messages (the kernel ring buffer was full)", reader.lost);
+        run::note(format_args!(
+            "sockdump: the capture lost {} messages (the kernel ring buffer was full)",
+            reader.lost
+        ));
     }
     if reader.incomplete > 0 {
-        eprintln!("sockdump: {} messages miss some of their packets in this file", reader.incomplete);
+        run::note(format_args!(
+            "sockdump: {} messages miss some of their packets in this file",
+            reader.incomplete
+        ));
     }
     if reader.packets == 0 {
-        eprintln!("sockdump: {} holds no packets", path.display());
+        run::note(format_args!("sockdump: {} holds no packets", path.display()));
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The command line's job: options → capture → sink, until stopped.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -27,9 +27,25 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let settings = settings_from(&cli)?;
     system::check_privileges()?;
+    system::raise_memlock_limit();
+    let stop = stop_on_signals()?;
+    // Capture starts before the output is opened: a capture that cannot
+    // start leaves an existing file alone.
+    let capture = Capture::start(&settings, cli.hook, |failure| {
+        // a forced hook's failure is the error itself: say it once
+        if cli.verbose > 0 && cli.hook == HookChoice::Auto {
+            note(format_args!("sockdump: hook {} not available: {}", failure.hook, failure.reason));
+        }
+    })?;
     let output = output::open_destination(cli.output.as_deref())?;
-    let mut sink = make_sink(&cli, output.writer, WallClock::now())?;
-    capture_to(&cli, &settings, sink.as_mut(), output.reader.as_ref().map(|fd| fd.as_fd()))
+    let mut sink = make_sink(&cli, output.writer, !output.regular, WallClock::now())?;
+    capture_to(&cli, &settings, capture, sink.as_mut(), output.reader.as_ref().map(|fd| fd.as_fd()), &stop)
+}
+
+/// One line on stderr. A closed stderr (`2>&1 | head`, a hung-up terminal)
+/// is not a reason to fail.
+pub fn note(line: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 /// Refuses options that would be silently ignored, and binary output to a terminal.
@@ -73,8 +89,14 @@ pub fn filter_description(cli: &Cli) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-/// The sink for --format, writing to `destination`.
-pub fn make_sink(cli: &Cli, destination: Destination, clock: WallClock) -> Result<Box<dyn Sink>> {
+/// The sink for --format, writing to `destination`; `flush_each`: after
+/// every message (a pipe or fifo) rather than per ring buffer drain.
+pub fn make_sink(
+    cli: &Cli,
+    destination: Destination,
+    flush_each: bool,
+    clock: WallClock,
+) -> Result<Box<dyn Sink>> {
     if !cli.format.is_capture_file() {
         return Ok(Box::new(TextSink::new(destination, cli.format, clock, Zone::Local)));
     }
@@ -85,7 +107,7 @@ pub fn make_sink(cli: &Cli, destination: Destination, clock: WallClock) -> Resul
         },
         ports: PortMap::new(cli.port_map.clone()),
         clock,
-        flush_each: !output::is_regular_file(cli.output.as_deref()),
+        flush_each,
         filter: filter_description(cli),
     };
     let sink: Box<dyn Sink> = if cli.format == crate::cli::Format::Pcap {
@@ -98,40 +120,33 @@ pub fn make_sink(cli: &Cli, destination: Destination, clock: WallClock) -> Resul
 
 /// Captures into `sink` until Ctrl-C, SIGTERM, `--count` or a closed output
 /// (`reader`: the output's descriptor when a pipe or fifo, watched for hangup).
-pub fn capture_to(
+fn capture_to(
     cli: &Cli,
     settings: &Settings,
+    mut capture: Capture,
     sink: &mut dyn Sink,
     reader: Option<BorrowedFd<'_>>,
+    stop: &AtomicBool,
 ) -> Result<()> {
-    system::raise_memlock_limit();
-    let stop = stop_on_signals()?;
-    let verbose = cli.verbose > 0;
-    let mut capture = Capture::start(settings, cli.hook, |failure| {
-        // a forced hook's failure is the error itself: say it once
-        if verbose && cli.hook == HookChoice::Auto {
-            eprintln!("sockdump: hook {} not available: {}", failure.hook, failure.reason);
-        }
-    })?;
-    let say = |line: String| {
+    let say = |line: std::fmt::Arguments<'_>| {
         if !cli.quiet {
-            eprintln!("{line}");
+            note(line);
         }
     };
-    say(format!(
+    say(format_args!(
         "listening on unix sockets, hook {} ({}), snapshot length {} bytes",
         capture.hook(),
         capture.hook().attach_points(),
         settings.seg_size
     ));
 
-    let tally = pump(&mut capture, sink, &stop, cli.count, reader)?;
+    let tally = pump(&mut capture, sink, stop, cli.count, reader)?;
     let counters = capture.counters()?;
     let stats = Stats { captured: tally.captured, lost: counters.lost() + tally.malformed };
     // A reader that went away (EPIPE) ends the capture, not an error.
     ignore_broken_pipe(sink.finish(&stats)).context("cannot finish the output")?;
-    say(format!("{} packets captured, {} lost", stats.captured, stats.lost));
-    if verbose {
+    say(format_args!("{} packets captured, {} lost", stats.captured, stats.lost));
+    if cli.verbose > 0 {
         report_counters(&counters, tally.malformed);
     }
     Ok(())
@@ -140,6 +155,9 @@ pub fn capture_to(
 /// How long records may wait in the ring: the kernel wakes sockdump only for
 /// large batches, so a trickle is picked up by this timeout.
 const BATCH_WAIT: Duration = Duration::from_millis(50);
+
+/// How far past the stop request the final drain reads (see `pump`).
+const STOP_GRACE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -168,7 +186,11 @@ fn pump(
                 return false;
             }
             match Event::parse(record) {
-                Ok(event) if event.timestamp_ns > sent_before => return false,
+                // Sent after the stop: not written. Other CPUs' records can be
+                // a little out of order, so only one well past it ends the drain.
+                Ok(event) if event.timestamp_ns > sent_before => {
+                    return event.timestamp_ns - sent_before < STOP_GRACE.as_nanos() as u64
+                }
                 Ok(event) => match sink.write_event(&event) {
                     Ok(()) => tally.captured += 1,
                     Err(err) => {
@@ -206,10 +228,11 @@ fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
 }
 
 fn report_counters(counters: &KernelCounters, malformed: u64) {
-    eprintln!(
-        "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, {} malformed records",
-        counters.lost_ringbuf, counters.lost_mmsg, counters.lost_inflight, malformed
-    );
+    note(format_args!(
+        "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, \
+         {} returns the hook never saw, {} malformed records",
+        counters.lost_ringbuf, counters.lost_mmsg, counters.lost_inflight, counters.lost_no_exit, malformed
+    ));
 }
 
 /// The first Ctrl-C or SIGTERM asks for a clean stop; a second one exits at once.
@@ -230,11 +253,11 @@ pub fn settings_from(cli: &Cli) -> Result<Settings> {
     let comm = cli.comm.as_ref().map(|name| {
         let bytes = name.as_bytes();
         if bytes.len() >= abi::COMM_LEN {
-            eprintln!(
+            note(format_args!(
                 "sockdump: note: --comm {name}: the kernel keeps the first {} bytes of thread names, matching {}",
                 abi::COMM_LEN - 1,
                 String::from_utf8_lossy(&bytes[..abi::COMM_LEN - 1])
-            );
+            ));
         }
         bytes[..bytes.len().min(abi::COMM_LEN - 1)].to_vec()
     });

@@ -50,15 +50,26 @@ pub fn check_privileges() -> Result<()> {
 /// attach tracing programs, and before 5.11, when BPF memory still counted
 /// against RLIMIT_MEMLOCK, lift that limit.
 pub fn capabilities() -> &'static str {
-    let release =
-        nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    capabilities_for(&release)
+    capabilities_for(&kernel_release())
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Whether the kernel counts BPF maps against RLIMIT_MEMLOCK (before 5.11).
+pub fn maps_count_against_memlock() -> bool {
+    release_before(&kernel_release(), (5, 11))
+}
+
+fn release_before(kernel_release: &str, version: (u32, u32)) -> bool {
+    let mut numbers =
+        kernel_release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) < version
 }
 
 fn capabilities_for(kernel_release: &str) -> &'static str {
-    let mut numbers =
-        kernel_release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
-    if (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) < (5, 11) {
+    if release_before(kernel_release, (5, 11)) {
         "cap_bpf,cap_perfmon,cap_sys_resource+ep"
     } else {
         "cap_bpf,cap_perfmon+ep"
@@ -72,7 +83,7 @@ pub fn check_btf() -> Result<()> {
     }
     bail!(
         "kernel has no BTF at {BTF_PATH}: sockdump needs a kernel built with \
-         CONFIG_DEBUG_INFO_BTF=y (Linux 5.5 or later; most distributions enable it since 2021)"
+         CONFIG_DEBUG_INFO_BTF=y (Linux 5.10 or later; most distributions enable it since 2021)"
     )
 }
 
@@ -92,6 +103,17 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The pid namespace this process is in, as (kernel device, inode), when
+/// it is not the initial one (in a container): there the kernel knows this
+/// process by another pid than `getpid()` returns.
+pub fn child_pid_namespace() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    // PROC_PID_INIT_INO: the initial pid namespace's fixed inode
+    const INITIAL: u64 = 0xEFFF_FFFC;
+    let ns = fs::metadata("/proc/self/ns/pid").ok()?;
+    (ns.ino() != INITIAL).then(|| (u64::from(kernel_dev(ns.dev())), ns.ino()))
 }
 
 /// `st_dev` as user space sees it, converted to the kernel's internal `dev_t`

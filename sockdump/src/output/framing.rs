@@ -421,10 +421,6 @@ impl Framer {
         }
     }
 
-    pub fn link(&self) -> Link {
-        self.link
-    }
-
     /// Frames one message, calling `emit` for each packet in order.
     pub fn frame<E>(
         &mut self,
@@ -707,7 +703,6 @@ pub enum FrameError {
 /// A parsed sockdump Ethernet frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedFrame<'a> {
-    pub tcp_flags: Option<u8>,
     /// The captured payload bytes.
     pub payload: &'a [u8],
 }
@@ -737,11 +732,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
             if offset < TCP_LEN || transport.len() < offset {
                 return Err(FrameError::Short);
             }
-            Ok(ParsedFrame { tcp_flags: Some(transport[13]), payload: &transport[offset..] })
+            Ok(ParsedFrame { payload: &transport[offset..] })
         }
-        17 => {
-            Ok(ParsedFrame { tcp_flags: None, payload: transport.get(UDP_LEN..).ok_or(FrameError::Short)? })
-        }
+        17 => Ok(ParsedFrame { payload: transport.get(UDP_LEN..).ok_or(FrameError::Short)? }),
         other => Err(FrameError::Protocol(other)),
     }
 }

@@ -6,10 +6,10 @@ pub mod pcap;
 pub mod pcapng;
 pub mod text;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, BufWriter, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -44,44 +44,33 @@ pub struct Output {
     /// (a pipe, fifo, socket): capture polls it to stop as soon as the
     /// reader goes away, without waiting for the next message to fail.
     pub reader: Option<OwnedFd>,
+    /// A regular file, flushed per batch; anything else (a pipe, a fifo, a
+    /// terminal: `| wireshark -k -i -`, extcap) gets each message at once.
+    pub regular: bool,
 }
 
-/// Opens `path` (`-` or none for stdout). Files are created with mode 0600:
-/// captures hold whatever secrets went over the sockets.
+/// Opens `path` (`-` or none for stdout). Files are mode 0600, even one that
+/// existed: captures hold whatever secrets went over the sockets.
 pub fn open_destination(path: Option<&Path>) -> Result<Output> {
-    let (fd, writer): (OwnedFd, Destination) = match path {
-        Some(p) if p != Path::new("-") => {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(p)
-                .with_context(|| format!("cannot write --output {}", p.display()))?;
-            (file.try_clone()?.into(), Box::new(BufWriter::with_capacity(1 << 16, file)))
-        }
-        _ => (
-            io::stdout().as_fd().try_clone_to_owned()?,
-            Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
-        ),
+    let named = path.filter(|p| *p != Path::new("-"));
+    let file = match named {
+        Some(p) => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(p)
+            .with_context(|| format!("cannot write --output {}", p.display()))?,
+        // a File on a duplicate of fd 1: io::Stdout would buffer lines again
+        None => File::from(io::stdout().as_fd().try_clone_to_owned().context("cannot use stdout")?),
     };
-    let regular =
-        nix::sys::stat::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
-    Ok(Output { writer, reader: (!regular).then_some(fd) })
-}
-
-/// Whether `path` (`-` or none: stdout) is a regular file. Binary sinks
-/// flush a pipe or fifo after every message, so `| wireshark -k -i -` and
-/// extcap fifos show each packet at once; a file is flushed per drain.
-pub fn is_regular_file(path: Option<&Path>) -> bool {
-    match path {
-        Some(p) if p != Path::new("-") => {
-            std::fs::metadata(p).map(|m| m.file_type().is_file()).unwrap_or(false)
-        }
-        _ => nix::sys::stat::fstat(libc::STDOUT_FILENO)
-            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
-            .unwrap_or(false),
+    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+    if let (true, Some(p)) = (regular, named) {
+        file.set_permissions(Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make --output {} private (mode 0600)", p.display()))?;
     }
+    let reader = if regular { None } else { Some(file.try_clone()?.into()) };
+    Ok(Output { writer: Box::new(BufWriter::with_capacity(1 << 16, file)), reader, regular })
 }
 
 /// What the pcap and pcapng sinks are made with.
@@ -110,16 +99,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_regular_files_are_flushed_per_drain() {
+    fn files_are_private_and_the_rest_is_watched_for_its_reader() {
         let dir = std::env::temp_dir().join(format!("sockdump-dest-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("f.pcapng");
-        std::fs::write(&file, b"").unwrap();
+        std::fs::write(&file, b"old").unwrap();
+        std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
+        let opened = open_destination(Some(&file)).unwrap();
+        assert!(opened.regular && opened.reader.is_none());
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600), "truncated and private");
+
+        let null = open_destination(Some(Path::new("/dev/null"))).unwrap();
+        assert!(!null.regular && null.reader.is_some());
         let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert!(is_regular_file(Some(&file)));
-        assert!(!is_regular_file(Some(&fifo)));
-        assert!(!is_regular_file(Some(Path::new("/dev/null"))));
+        let _reader =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+        assert!(!open_destination(Some(&fifo)).unwrap().regular);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -80,14 +80,16 @@ impl std::fmt::Display for ShownPath<'_> {
 /// len <captured>(<sent>)`, and a note when the bytes are incomplete.
 pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
     out.extend_from_slice(b" >>> process ");
-    out.extend_from_slice(String::from_utf8_lossy(event.comm).as_bytes());
+    push_escaped(out, &String::from_utf8_lossy(event.comm));
     // Writing to a Vec cannot fail.
     let _ = write!(out, " [{} -> ", event.pid);
     let _ = match event.peer_pid {
         0 => out.write_all(b"?"),
         pid => write!(out, "{pid}"),
     };
-    let _ = write!(out, "] path {} len {}({})", shown_path(event), event.data.len(), event.len);
+    out.extend_from_slice(b"] path ");
+    push_escaped(out, &shown_path(event).to_string());
+    let _ = write!(out, " len {}({})", event.data.len(), event.len);
     if event.flags.truncated_size() {
         out.extend_from_slice(b" [truncated by --seg-size]");
     }
@@ -98,6 +100,20 @@ pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
         out.extend_from_slice(b" [bytes not readable]");
     }
     out.push(b'\n');
+}
+
+/// Names come from the processes being watched: control characters in a
+/// thread name or socket path must not forge header lines or drive the
+/// terminal of whoever reads the capture.
+fn push_escaped(out: &mut Vec<u8>, text: &str) {
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            let mut utf8 = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
+    }
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -212,6 +228,13 @@ mod tests {
         assert_eq!(hex(b""), "");
         let long = hex(&[0u8; 0x10011]);
         assert!(long.contains("\nfff0  00") && long.contains("\n10000  00") && long.contains("\n10010  00"));
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        let mut out = Vec::new();
+        push_escaped(&mut out, "evil\n12:00 >>> process\u{1b}[2J é");
+        assert_eq!(out, "evil\\x0a12:00 >>> process\\x1b[2J é".as_bytes());
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod peer;
 mod runner;
 mod scenarios;
 
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -81,13 +81,17 @@ fn refused(options: &Options) -> Result<Option<bool>> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
+    // The first line says it: `listening` (the kernel has the hook; sockdump
+    // then runs until stopped) or the error, after which stderr ends.
+    let mut lines = BufReader::new(probe.stderr.take().context("stderr")?);
     let mut stderr = String::new();
-    BufReader::new(probe.stderr.take().context("stderr")?).read_to_string(&mut stderr)?;
+    lines.read_line(&mut stderr)?;
     if stderr.starts_with("listening") {
         let _ = probe.kill();
         probe.wait()?;
         return Ok(None);
     }
+    lines.read_to_string(&mut stderr)?;
     let status = probe.wait()?;
     let expected = format!("sockdump: --hook {hook} is not available on this kernel: ");
     let ok = !status.success()

@@ -106,7 +106,8 @@ fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 impl Sockdump {
     fn start(target: &Target, options: &[String]) -> Result<Self> {
         let mut process = Command::new(&target.sockdump)
-            .args(["--hook", &target.hook, "--format", "hex"])
+            // -v: a failure can show the kernel's loss counters
+            .args(["--hook", &target.hook, "--format", "hex", "-v"])
             .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -183,19 +184,25 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
         let options = (peer.scenario.options)(&Setup { pid: peer.pid, dir: &peer.dir });
         sessions.entry(options).or_default().push(peer);
     }
-    // Sessions are independent (each filters its own traffic or ignores
-    // other pids), so they run side by side: sockdump's start-up dominates.
-    let runs: Vec<_> = sessions
+    // sockdump's start-up dominates under emulation: start every session's
+    // capture at once. The traffic then runs one session at a time: more
+    // senders in flight at once than a kretprobe tracks would make the kprobe
+    // hook skip returns (it counts them as lost, but these scenarios expect none).
+    let starting: Vec<_> = sessions
         .into_iter()
         .map(|(options, peers)| {
             let target = target.clone();
-            let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
-            (names, std::thread::spawn(move || run_session(&target, &options, peers)))
+            let start = std::thread::spawn(move || Sockdump::start(&target, &options));
+            (peers, start)
         })
         .collect();
     let mut outcomes = Vec::new();
-    for (names, run) in runs {
-        let result = run.join().map_err(|_| anyhow!("session thread panicked"))?;
+    for (peers, start) in starting {
+        let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
+        let result = start
+            .join()
+            .map_err(|_| anyhow!("sockdump start thread panicked"))
+            .and_then(|started| run_session(started?, peers));
         match result {
             Ok(mut results) => outcomes.append(&mut results),
             Err(err) => outcomes.extend(
@@ -207,9 +214,8 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
     Ok(outcomes)
 }
 
-fn run_session(target: &Target, options: &[String], mut peers: Vec<RunningPeer>) -> Result<Vec<Outcome>> {
+fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Outcome>> {
     let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
-    let capture = Sockdump::start(target, options)?;
     for peer in &mut peers {
         peer.go()?;
     }
@@ -262,7 +268,8 @@ fn check_totals(stderr: &[String], printed: usize) -> Result<()> {
         bail!("stderr says {captured} packets captured, stdout shows {printed}");
     }
     if lost != 0 {
-        bail!("{lost} messages lost");
+        let why = stderr.iter().find(|l| l.starts_with("lost: ")).map_or("", String::as_str);
+        bail!("{lost} messages lost ({why})");
     }
     Ok(())
 }
