@@ -93,15 +93,19 @@ fn capture_needs_no_tracefs() {
     }
     let out = in_mount_namespace(
         "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; \
-         umount /sys/kernel/debug 2>/dev/null; true",
+         umount /sys/kernel/debug 2>/dev/null; \
+         if [ -n \"$(ls -A /sys/kernel/tracing)\" ]; then echo tracefs is still mounted >&2; exit 99; fi",
         &format!(
-            "setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin {SOCKDUMP} --format string -c 1 --comm sdnotracefs & \
-             sleep 2; ls /sys/kernel/tracing; python3 -c 'import socket,ctypes; \
-             ctypes.CDLL(None).prctl(15, b\"sdnotracefs\", 0, 0, 0); a, b = socket.socketpair(); a.send(b\"no tracefs needed\")'; wait"
+            "sh -c 'setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin {SOCKDUMP} --format string -c 1 \
+             --comm sdnotracefs 2>err & \
+             for i in $(seq 600); do grep -q ^listening err && break; sleep 0.1; done; \
+             python3 -c \"import socket,ctypes; ctypes.CDLL(None).prctl(15, b\\\"sdnotracefs\\\", 0, 0, 0); \
+             a, b = socket.socketpair(); a.send(b\\\"no tracefs needed\\\")\"; wait; cat err >&2'"
         ),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("no tracefs needed"), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("1 packets captured, 0 lost"), "{stderr}");
 }

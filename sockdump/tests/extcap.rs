@@ -8,7 +8,7 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -282,9 +282,12 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
     if skip_unless_root("an_unprivileged_user_captures_with_file_capabilities") {
         return;
     }
-    // a copy nobody can run, with the capabilities `extcap install --setcap` gives
-    let bin = TempDir::new("extcap-caps-bin");
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // a copy nobody can run, with the capabilities `extcap install --setcap`
+    // gives; in the build tree, since /tmp may be mounted nosuid (which
+    // ignores file capabilities)
+    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("extcap-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = bin.join("sockdump");
     std::fs::copy(SOCKDUMP, &copy).unwrap();
     let home = TempDir::new("extcap-caps-home");
@@ -313,4 +316,5 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let (requests, file) = capture_with_tshark(home.path(), Some("nobody"), dir.path(), &[]);
     assert!(check_requests(&file, &requests, dir.path()) >= 3);
+    std::fs::remove_dir_all(&bin).unwrap();
 }

@@ -95,6 +95,15 @@ pub const SCENARIOS: &[Scenario] = &[
         prepares: false,
         traffic: seg_size,
     },
+    Scenario {
+        name: "segs-max",
+        options: |_| vec!["--segs-per-msg".into(), "64".into()],
+        limits: Limits { seg_size: 51200, segs_per_msg: 64 },
+        exclusive: false,
+        stops_itself: false,
+        prepares: false,
+        traffic: segs_max,
+    },
     filtered("filter-pid", |s| vec!["--pid".into(), s.pid.to_string()], filter_pid),
     filtered("filter-sock", |s| vec!["--sock".into(), format!("{}/own", s.dir.display())], filter_sock),
     filtered(
@@ -223,14 +232,15 @@ fn dgram_connected(p: &mut Peer) -> Result<()> {
     let client = p.fork_child(|c| {
         let sock = UnixDatagram::unbound()?;
         sock.connect(&path)?;
-        for msg in [&b"dgram-connected: one"[..], b"dgram-connected: two"] {
+        // an empty datagram is a message too
+        for msg in [&b"dgram-connected: one"[..], b"dgram-connected: two", b""] {
             let sent = sock.send(msg)?;
             c.expect(msg, sent, &name, peer_pid(&sock))?;
         }
         Ok(())
     })?;
     let mut buf = [0u8; 64];
-    for _ in 0..2 {
+    for _ in 0..3 {
         server.recv(&mut buf)?;
     }
     p.join(client)?;
@@ -347,6 +357,20 @@ fn seg_size(p: &mut Peer) -> Result<()> {
         p.expect_segments(&refs, sent, &name, peer_pid(&a))?;
     }
     reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok(())
+}
+
+/// Runs with --segs-per-msg 64, the largest: more segments are still flagged.
+fn segs_max(p: &mut Peer) -> Result<()> {
+    let (mut a, _b) = UnixStream::pair()?;
+    let name = inode_name(&a)?;
+    for count in [64, 70] {
+        let segs = segments(&format!("max{count}"), count);
+        let slices: Vec<IoSlice> = segs.iter().map(|s| IoSlice::new(s)).collect();
+        let sent = a.write_vectored(&slices)?;
+        let refs: Vec<&[u8]> = segs.iter().map(|s| s.as_slice()).collect();
+        p.expect_segments(&refs, sent, &name, peer_pid(&a))?;
+    }
     Ok(())
 }
 
@@ -541,6 +565,19 @@ fn filter_sock(p: &mut Peer) -> Result<()> {
     let sent = UnixDatagram::unbound()?.send_to(msg, &dest)?;
     p.expect(msg, sent, &shown(&dest), None)?;
     server.recv(&mut [0u8; 64])?;
+    // connected elsewhere, but this send names a matching destination
+    let elsewhere = p.dir.join("decoy-dgram.sock");
+    let decoy_server = UnixDatagram::bind(&elsewhere)?;
+    let connected = UnixDatagram::unbound()?;
+    connected.connect(&elsewhere)?;
+    let msg = b"filter-sock: connected elsewhere, sent to a matching path";
+    let sent = connected.send_to(msg, &dest)?;
+    p.expect(msg, sent, &shown(&dest), None)?;
+    server.recv(&mut [0u8; 64])?;
+    let msg = b"MUST-NOT-APPEAR: connected to a decoy";
+    connected.send(msg)?;
+    p.forbid(msg)?;
+    decoy_server.recv(&mut [0u8; 64])?;
 
     let decoy = p.dir.join("decoy.sock");
     let decoy_listener = UnixListener::bind(&decoy)?;
