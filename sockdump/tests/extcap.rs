@@ -190,15 +190,15 @@ fn tshark_captures_through_the_extcap_with_options() {
 }
 
 #[test]
-fn tshark_capture_filter_reaches_the_kernel_side() {
-    if skip_unless_root("tshark_capture_filter_reaches_the_kernel_side") {
+fn tshark_capture_filter_selects_what_is_captured() {
+    if skip_unless_root("tshark_capture_filter_selects_what_is_captured") {
         return;
     }
     let home = installed_home("extcap-filter", Path::new(SOCKDUMP));
     let dir = TempDir::new("extcap-filter-s");
     let (requests, file) = capture_with_tshark(home.path(), None, dir.path(), &["-f", "comm curl"]);
     assert!(check_requests(&file, &requests, dir.path()) >= 3);
-    // the server's replies are filtered out in the kernel: no python3 at all
+    // the server's replies are filtered out: no python3 at all
     let lua = format!("lua_script:{}", common::lua_plugin().display());
     let others = fields(Path::new(&file), "sockdump.comm != \"curl\"", &["sockdump.comm"], &["-X", &lua]);
     assert!(others.is_empty(), "{others:?}");
