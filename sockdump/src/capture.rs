@@ -2,7 +2,7 @@
 //! and hands out the ring buffer's raw records.
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -14,6 +14,7 @@ use sockdump_common::abi;
 use sockdump_ebpf::{maps, programs};
 
 use crate::cli::HookChoice;
+use crate::kretprobe::{self, Kretprobe};
 use crate::system;
 
 /// A family of kernel hooks that can capture sends.
@@ -146,8 +147,11 @@ pub struct Capture {
     hook: Hook,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// Kretprobes sockdump made itself (see kretprobe.rs); dropping them
+    /// detaches them and deletes their events.
+    _kretprobes: Vec<Kretprobe>,
     /// Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 /// The settings' values in the layout the C globals have.
@@ -204,21 +208,22 @@ impl Capture {
     /// Starts capturing with the first hook family `choice` allows; `skipped`
     /// hears about each one refused before it.
     pub fn start(settings: &Settings, choice: HookChoice, skipped: impl FnMut(&HookFailure)) -> Result<Self> {
-        let (ebpf, hook) = load_and_attach(settings, choice, skipped)?;
+        let (ebpf, kretprobes, hook) = load_and_attach(settings, choice, skipped)?;
         // The loader and its parsed BTF are gone: hand their memory back
         // before mapping the ring buffer, or both count in the peak RSS.
         system::release_free_memory();
-        Self::from_ebpf(ebpf, hook)
+        Self::from_ebpf(ebpf, kretprobes, hook)
     }
 
-    fn from_ebpf(mut ebpf: Ebpf, hook: Hook) -> Result<Self> {
+    fn from_ebpf(mut ebpf: Ebpf, kretprobes: Vec<Kretprobe>, hook: Hook) -> Result<Self> {
         let ring = ebpf.take_map(maps::EVENTS).context("eBPF object has no events map")?;
         let counters = ebpf.take_map(maps::COUNTERS).context("eBPF object has no counters map")?;
         Ok(Capture {
             hook,
             ring: RingBuf::try_from(ring)?,
             counters: PerCpuArray::try_from(counters)?,
-            _ebpf: ebpf,
+            _kretprobes: kretprobes,
+            ebpf,
         })
     }
 
@@ -264,6 +269,51 @@ impl Capture {
             lost_no_exit: read(abi::counter::LOST_NO_EXIT)?,
         })
     }
+
+    /// How often the kernel skipped one of the programs because it was
+    /// already running on that CPU (`recursion_misses`; not counted before 5.12).
+    pub fn skipped_runs(&self) -> Result<u64> {
+        let mut total = 0;
+        for (name, program) in self.ebpf.programs() {
+            let fd = program.fd().with_context(|| format!("program {name} is not loaded"))?;
+            total += recursion_misses(fd.as_fd())
+                .with_context(|| format!("cannot read the statistics of program {name}"))?;
+        }
+        Ok(total)
+    }
+}
+
+/// Where struct bpf_prog_info (uapi) keeps recursion_misses, from 5.12.
+const RECURSION_MISSES_OFFSET: usize = 208;
+
+/// The program's recursion_misses; 0 where the kernel does not count them.
+fn recursion_misses(program: BorrowedFd) -> std::io::Result<u64> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = [0u8; 256];
+    let mut attr = InfoByFd {
+        bpf_fd: program.as_raw_fd() as u32,
+        info_len: info.len() as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes to `info` and updates
+    // attr.info_len to how many it knows
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &mut attr, std::mem::size_of::<InfoByFd>())
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let field = RECURSION_MISSES_OFFSET..RECURSION_MISSES_OFFSET + 8;
+    if (attr.info_len as usize) < field.end {
+        return Ok(0);
+    }
+    Ok(info[field].try_into().map(u64::from_ne_bytes).unwrap_or(0))
 }
 
 /// Loads and attaches per `choice`; `skipped` hears about every hook
@@ -272,7 +322,7 @@ fn load_and_attach(
     settings: &Settings,
     choice: HookChoice,
     mut skipped: impl FnMut(&HookFailure),
-) -> Result<(Ebpf, Hook)> {
+) -> Result<(Ebpf, Vec<Kretprobe>, Hook)> {
     system::check_btf()?;
     let nr_cpus = aya::util::nr_cpus()
         .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
@@ -327,11 +377,11 @@ fn load_and_attach(
                     };
                     format!("cannot load sockdump's eBPF object (maps or CO-RE relocations){memlock}")
                 })?;
-                attach(&mut ebpf, hook, &btf, settings.verbose).map(|()| ebpf)
+                attach(&mut ebpf, hook, &btf, settings.verbose).map(|kretprobes| (ebpf, kretprobes))
             }
         };
         match attached {
-            Ok(ebpf) => return Ok((ebpf, hook)),
+            Ok((ebpf, kretprobes)) => return Ok((ebpf, kretprobes, hook)),
             Err(reason) => {
                 let failure = HookFailure { hook, reason };
                 skipped(&failure);
@@ -358,9 +408,9 @@ fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error 
     }
 }
 
-/// Loads and attaches one hook family's programs; the error says why the
-/// kernel refused, in a line.
-fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), String> {
+/// Loads and attaches one hook family's programs, returning the kretprobes
+/// that sockdump owns itself; the error says why the kernel refused, in a line.
+fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<Vec<Kretprobe>, String> {
     let explain = |what: &str, err: ProgramError| explain_program_error(hook, what, err, verbose);
     match hook {
         Hook::Fentry => {
@@ -383,14 +433,25 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
             }
         }
         Hook::Kprobe => {
+            let functions = [programs::STREAM_SENDMSG, programs::DGRAM_SENDMSG];
+            let mut kretprobes = Vec::new();
             for name in [programs::KRETPROBE, programs::KPROBE] {
                 let p: &mut KProbe =
                     program_mut(ebpf, name)?.try_into().map_err(|e: ProgramError| e.to_string())?;
                 p.load().map_err(|e| explain(name, e))?;
-                for function in [programs::STREAM_SENDMSG, programs::DGRAM_SENDMSG] {
+                // Without tracefs, the kernel's default number of tracked
+                // returns applies.
+                if let (programs::KRETPROBE, Some(tracefs)) = (name, kretprobe::tracefs()) {
+                    let program = p.fd().map_err(|e| e.to_string())?.as_fd();
+                    kretprobes = kretprobe::attach(&tracefs, &functions, program)
+                        .map_err(|e| format!("cannot create a kretprobe in {}: {e}", tracefs.display()))?;
+                    continue;
+                }
+                for function in functions {
                     p.attach(function, 0).map_err(|e| explain(function, e))?;
                 }
             }
+            return Ok(kretprobes);
         }
         Hook::Tracepoint => {
             for (name, tracepoint) in [programs::TRACEPOINT_EXIT, programs::TRACEPOINT_ENTER] {
@@ -401,7 +462,7 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<(), S
             }
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program, String> {
@@ -526,6 +587,12 @@ mod tests {
             "; verifier: 1: (95) exit | R1 invalid mem access 'scalar' (-v shows the whole log)"
         );
         assert_eq!(summarize_verifier_log(""), "");
+    }
+
+    #[test]
+    fn recursion_misses_offset_is_the_kernels() {
+        let offset = std::mem::offset_of!(aya_obj::generated::bpf_prog_info, recursion_misses);
+        assert_eq!(offset, RECURSION_MISSES_OFFSET);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod extcap;
+mod kretprobe;
 pub mod output;
 pub mod read;
 pub mod run;

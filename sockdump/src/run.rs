@@ -148,6 +148,10 @@ fn capture_to(
     say(format_args!("{} packets captured, {} lost", stats.captured, stats.lost));
     if cli.verbose > 0 {
         report_counters(&counters, tally.malformed);
+        note(format_args!(
+            "skipped: the kernel skipped sockdump's programs {} times (already running on that CPU)",
+            capture.skipped_runs()?
+        ));
     }
     Ok(())
 }

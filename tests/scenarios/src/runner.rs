@@ -185,9 +185,9 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
         sessions.entry(options).or_default().push(peer);
     }
     // sockdump's start-up dominates under emulation: start every session's
-    // capture at once. The traffic then runs one session at a time: more
-    // senders in flight at once than a kretprobe tracks would make the kprobe
-    // hook skip returns (it counts them as lost, but these scenarios expect none).
+    // capture at once, and wait for all of them before any traffic. An
+    // attach or detach on a function rebuilds its BPF trampoline, and the
+    // kernel then skips the fexit programs of threads sleeping in the old one.
     let starting: Vec<_> = sessions
         .into_iter()
         .map(|(options, peers)| {
@@ -196,13 +196,18 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
             (peers, start)
         })
         .collect();
+    let started: Vec<_> = starting
+        .into_iter()
+        .map(|(peers, start)| {
+            (peers, start.join().map_err(|_| anyhow!("sockdump start thread panicked")).and_then(|s| s))
+        })
+        .collect();
+    // The traffic runs one session at a time: more senders in flight at once
+    // than a kretprobe tracks would make the kprobe hook skip returns.
     let mut outcomes = Vec::new();
-    for (peers, start) in starting {
+    for (peers, started) in started {
         let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
-        let result = start
-            .join()
-            .map_err(|_| anyhow!("sockdump start thread panicked"))
-            .and_then(|started| run_session(started?, peers));
+        let result = started.and_then(|capture| run_session(capture, peers));
         match result {
             Ok(mut results) => outcomes.append(&mut results),
             Err(err) => outcomes.extend(
@@ -271,6 +276,12 @@ fn check_totals(stderr: &[String], printed: usize) -> Result<()> {
         let why = stderr.iter().find(|l| l.starts_with("lost: ")).map_or("", String::as_str);
         bail!("{lost} messages lost ({why})");
     }
+    // a skipped program can lose a send silently
+    if let Some(skipped) =
+        stderr.iter().find(|l| l.starts_with("skipped: ") && !l.contains(" programs 0 times"))
+    {
+        bail!("{skipped}");
+    }
     Ok(())
 }
 
@@ -310,7 +321,11 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
                 unused.remove(index);
             }
             None => {
-                let near = printed.iter().find(|p| p.data == expected.data && p.pid == expected.pid);
+                // the same bytes, else the same socket, shows what went wrong
+                let near = printed
+                    .iter()
+                    .find(|p| p.data == expected.data && p.pid == expected.pid)
+                    .or_else(|| printed.iter().find(|p| p.path == expected.path && p.pid == expected.pid));
                 bail!(
                     "missing {} [{} -> {:?}] path {} len {}({}) {:?} {:?}; {}",
                     expected.comm,
@@ -321,7 +336,7 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
                     expected.len,
                     expected.notes,
                     String::from_utf8_lossy(&expected.data[..expected.data.len().min(48)]),
-                    near.map_or("no record with these bytes".to_string(), |p| format!(
+                    near.map_or("no record with these bytes or from this socket".to_string(), |p| format!(
                         "printed as {}",
                         describe(p)
                     ))

@@ -84,6 +84,7 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("failed-sends", failed_sends),
     basic("partial-send", partial_send),
     basic("threads", threads),
+    basic("blocked-senders", blocked_senders),
     basic("forked-child", forked_child),
     basic("sendmmsg", send_mmsg),
     Scenario {
@@ -457,6 +458,56 @@ fn threads(p: &mut Peer) -> Result<()> {
     }
     reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
     Ok(())
+}
+
+/// Sixteen threads blocked in a send at the same time: more than the
+/// returns a kretprobe tracks by default (one per CPU on 5.10).
+fn blocked_senders(p: &mut Peer) -> Result<()> {
+    const THREADS: u8 = 16;
+    const LEN: usize = 60_000;
+    let pairs: Vec<(UnixStream, UnixStream)> =
+        (0..THREADS).map(|_| Ok(UnixStream::pair()?)).collect::<Result<_>>()?;
+    let writers: Vec<_> = pairs
+        .iter()
+        .zip(0..THREADS)
+        .map(|((a, _), seed)| {
+            setsockopt(a, sockopt::SndBuf, &4096)?;
+            let mut sock = a.try_clone()?;
+            Ok(std::thread::spawn(move || -> Result<(Vec<u8>, usize)> {
+                let msg = pattern(LEN, seed);
+                // blocks until the receiver below reads
+                let sent = sock.write(&msg)?;
+                Ok((msg, sent))
+            }))
+        })
+        .collect::<Result<_>>()?;
+    // Bytes waiting at a receiver mean its sender is inside the send, and
+    // blocked: the message is much larger than the socket buffer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !pairs.iter().all(|(_, b)| unread_bytes(b) > 0) {
+        ensure!(std::time::Instant::now() < deadline, "senders did not start within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for (_, b) in &pairs {
+        read_exact_from(b, LEN)?;
+    }
+    for (writer, (a, _)) in writers.into_iter().zip(&pairs) {
+        let (msg, sent) = writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        ensure!(sent == LEN, "short write of {sent} bytes");
+        p.expect(&msg, sent, &inode_name(a)?, peer_pid(a))?;
+    }
+    Ok(())
+}
+
+fn unread_bytes(sock: &UnixStream) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        0
+    } else {
+        n
+    }
 }
 
 fn forked_child(p: &mut Peer) -> Result<()> {
