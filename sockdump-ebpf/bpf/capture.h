@@ -356,6 +356,21 @@ static __always_inline void forget_send(void)
 	}
 }
 
+/* Completes `f` for a send on `sock` that the filters want; for any other
+ * send, clears the thread's slot and returns false. */
+static __always_inline bool claim_send(struct inflight *f, const struct socket *sock,
+				       const struct socket_view *v)
+{
+	if (!send_wanted(v->sk, f)) {
+		forget_send();
+		return false;
+	}
+	f->sock = (__u64)sock;
+	f->sk = (__u64)v->sk;
+	f->type = v->type;
+	return true;
+}
+
 /* Moves the thread's in-flight send into its scratch slot; its table slot
  * is marked consumed (sock = 0) for the next send. */
 static __always_inline struct scratch *take_send(__u32 slot)
@@ -549,13 +564,8 @@ static __always_inline int sendmsg_enter(const struct socket *sock, const struct
 	f.name_len = BPF_CORE_READ(msg, msg_namelen);
 	if (f.name_len)
 		f.name = (__u64)BPF_CORE_READ(msg, msg_name);
-	if (!send_wanted(v.sk, &f)) {
-		forget_send();
+	if (!claim_send(&f, sock, &v))
 		return 0;
-	}
-	f.sock = (__u64)sock;
-	f.sk = (__u64)v.sk;
-	f.type = v.type;
 	read_iter(&msg->msg_iter, &f.buffer);
 	remember_send(&f);
 	return 0;

@@ -149,13 +149,8 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 	sock = unix_socket_of_fd(regs->di, &v);
 	if (!sock)
 		return 0;
-	if (!send_wanted(v.sk, &f)) {
-		forget_send();
+	if (!claim_send(&f, sock, &v))
 		return 0;
-	}
-	f.sock = (__u64)sock;
-	f.sk = (__u64)v.sk;
-	f.type = v.type;
 	remember_send(&f);
 	return 0;
 }

@@ -439,13 +439,22 @@ fn attach(ebpf: &mut Ebpf, hook: Hook, btf: &Btf, verbose: bool) -> Result<Vec<K
                 let p: &mut KProbe =
                     program_mut(ebpf, name)?.try_into().map_err(|e: ProgramError| e.to_string())?;
                 p.load().map_err(|e| explain(name, e))?;
-                // Without tracefs, the kernel's default number of tracked
-                // returns applies.
+                // Without (writable) tracefs, the kernel's default number of
+                // tracked returns applies.
                 if let (programs::KRETPROBE, Some(tracefs)) = (name, kretprobe::tracefs()) {
                     let program = p.fd().map_err(|e| e.to_string())?.as_fd();
-                    kretprobes = kretprobe::attach(&tracefs, &functions, program)
-                        .map_err(|e| format!("cannot create a kretprobe in {}: {e}", tracefs.display()))?;
-                    continue;
+                    match kretprobe::attach(&tracefs, &functions, program) {
+                        Ok(attached) => {
+                            kretprobes = attached;
+                            continue;
+                        }
+                        Err(err) if verbose => crate::run::note(format_args!(
+                            "sockdump: cannot create kretprobes in {} ({err}): the kernel's default \
+                             number of tracked sends in progress applies",
+                            tracefs.display()
+                        )),
+                        Err(_) => {}
+                    }
                 }
                 for function in functions {
                     p.attach(function, 0).map_err(|e| explain(function, e))?;

@@ -163,16 +163,36 @@ fn write_and_expect(p: &mut Peer, sock: &mut UnixStream, msg: &[u8], path: &str)
 fn stream_named(p: &mut Peer) -> Result<()> {
     let path = p.dir.join("stream.sock");
     let listener = UnixListener::bind(&path)?;
-    let name = shown(&path);
+    let request = b"stream-named: GET /status from the client";
+    stream_exchange(
+        p,
+        &listener,
+        || UnixStream::connect(&path),
+        &shown(&path),
+        request,
+        b"stream-named: 200 OK replied",
+    )
+}
+
+/// A forked client connects with `connect` and sends `request`; the server
+/// answers with `reply`. Both are recorded under `name`.
+fn stream_exchange(
+    p: &mut Peer,
+    listener: &UnixListener,
+    connect: impl Fn() -> std::io::Result<UnixStream>,
+    name: &str,
+    request: &[u8],
+    reply: &[u8],
+) -> Result<()> {
     let client = p.fork_child(|c| {
-        let mut sock = UnixStream::connect(&path)?;
-        write_and_expect(c, &mut sock, b"stream-named: GET /status from the client", &name)?;
-        read_exact_from(&sock, 28)?;
+        let mut sock = connect()?;
+        write_and_expect(c, &mut sock, request, name)?;
+        read_exact_from(&sock, reply.len())?;
         Ok(())
     })?;
     let (mut conn, _) = listener.accept()?;
-    read_exact_from(&conn, 41)?;
-    write_and_expect(p, &mut conn, b"stream-named: 200 OK replied", &name)?;
+    read_exact_from(&conn, request.len())?;
+    write_and_expect(p, &mut conn, reply, name)?;
     p.join(client)?;
     Ok(())
 }
@@ -211,18 +231,8 @@ fn stream_abstract(p: &mut Peer) -> Result<()> {
     let name = format!("sdtest-{}-abstract", std::process::id());
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
     let listener = UnixListener::bind_addr(&addr)?;
-    let shown_name = format!("@{name}");
-    let client = p.fork_child(|c| {
-        let mut sock = UnixStream::connect_addr(&addr)?;
-        write_and_expect(c, &mut sock, b"abstract: hello", &shown_name)?;
-        read_exact_from(&sock, 15)?;
-        Ok(())
-    })?;
-    let (mut conn, _) = listener.accept()?;
-    read_exact_from(&conn, 15)?;
-    write_and_expect(p, &mut conn, b"abstract: reply", &shown_name)?;
-    p.join(client)?;
-    Ok(())
+    let connect = || UnixStream::connect_addr(&addr);
+    stream_exchange(p, &listener, connect, &format!("@{name}"), b"abstract: hello", b"abstract: reply")
 }
 
 /// A connected, unbound datagram client: shown under the server's path.
