@@ -83,9 +83,9 @@ fn kernel_without_btf() {
     assert!(err.contains("kernel has no BTF at /sys/kernel/btf/vmlinux"), "{err}");
 }
 
-/// The hooks attach without tracefs (raw tracepoints and kprobes go
-/// through the bpf and perf_event syscalls), so a machine without it, and
-/// without the privilege to mount it, still captures.
+/// The hooks attach without tracefs (raw tracepoints go through the bpf
+/// syscall; kretprobes fall back from tracefs to perf_event), so a machine
+/// without it, and without the privilege to mount it, still captures.
 #[test]
 fn capture_needs_no_tracefs() {
     if !privileged() {
@@ -96,11 +96,12 @@ fn capture_needs_no_tracefs() {
          umount /sys/kernel/debug 2>/dev/null; \
          if [ -n \"$(ls -A /sys/kernel/tracing)\" ]; then echo tracefs is still mounted >&2; exit 99; fi",
         &format!(
-            "sh -c 'setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin {SOCKDUMP} --format string -c 1 \
-             --comm sdnotracefs 2>err & \
-             for i in $(seq 600); do grep -q ^listening err && break; sleep 0.1; done; \
+            "sh -c 'err=$(mktemp); \
+             setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin {SOCKDUMP} --format string -c 1 \
+             --comm sdnotracefs 2>$err & \
+             for i in $(seq 600); do grep -q ^listening $err && break; sleep 0.1; done; \
              python3 -c \"import socket,ctypes; ctypes.CDLL(None).prctl(15, b\\\"sdnotracefs\\\", 0, 0, 0); \
-             a, b = socket.socketpair(); a.send(b\\\"no tracefs needed\\\")\"; wait; cat err >&2'"
+             a, b = socket.socketpair(); a.send(b\\\"no tracefs needed\\\")\"; wait; cat $err >&2; rm $err'"
         ),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
