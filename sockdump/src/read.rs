@@ -531,7 +531,8 @@ pub fn run(cli: &Cli, path: &Path) -> Result<()> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let output = output::open_destination(cli.output.as_deref())?;
     // Timestamps in the file are wall-clock already.
-    let mut sink = run::make_sink(cli, output.writer, !output.regular, WallClock::with_offset(0))?;
+    let flush_each = !output.is_regular_file();
+    let mut sink = run::make_sink(cli, output.writer, flush_each, WallClock::with_offset(0))?;
     let filter = ReadFilter {
         pid: settings.filter.pid,
         comm: settings.filter.comm,

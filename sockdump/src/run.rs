@@ -38,7 +38,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     })?;
     let output = output::open_destination(cli.output.as_deref())?;
-    let mut sink = make_sink(&cli, output.writer, !output.regular, WallClock::now())?;
+    let flush_each = !output.is_regular_file();
+    let mut sink = make_sink(&cli, output.writer, flush_each, WallClock::now())?;
     capture_to(&cli, &settings, capture, sink.as_mut(), output.reader.as_ref().map(|fd| fd.as_fd()), &stop)
 }
 

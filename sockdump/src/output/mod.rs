@@ -44,9 +44,14 @@ pub struct Output {
     /// (a pipe, fifo, socket): capture polls it to stop as soon as the
     /// reader goes away, without waiting for the next message to fail.
     pub reader: Option<OwnedFd>,
-    /// A regular file, flushed per batch; anything else (a pipe, a fifo, a
+}
+
+impl Output {
+    /// A regular file is flushed per batch; anything else (a pipe, a fifo, a
     /// terminal: `| wireshark -k -i -`, extcap) gets each message at once.
-    pub regular: bool,
+    pub fn is_regular_file(&self) -> bool {
+        self.reader.is_none()
+    }
 }
 
 /// Opens `path` (`-` or none for stdout). Files are mode 0600, even one that
@@ -70,7 +75,7 @@ pub fn open_destination(path: Option<&Path>) -> Result<Output> {
             .with_context(|| format!("cannot make --output {} private (mode 0600)", p.display()))?;
     }
     let reader = if regular { None } else { Some(file.try_clone()?.into()) };
-    Ok(Output { writer: Box::new(BufWriter::with_capacity(1 << 16, file)), reader, regular })
+    Ok(Output { writer: Box::new(BufWriter::with_capacity(1 << 16, file)), reader })
 }
 
 /// What the pcap and pcapng sinks are made with.
@@ -106,17 +111,17 @@ mod tests {
         std::fs::write(&file, b"old").unwrap();
         std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
         let opened = open_destination(Some(&file)).unwrap();
-        assert!(opened.regular && opened.reader.is_none());
+        assert!(opened.is_regular_file() && opened.reader.is_none());
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600), "truncated and private");
 
         let null = open_destination(Some(Path::new("/dev/null"))).unwrap();
-        assert!(!null.regular && null.reader.is_some());
+        assert!(!null.is_regular_file() && null.reader.is_some());
         let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let _reader =
             std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
-        assert!(!open_destination(Some(&fifo)).unwrap().regular);
+        assert!(!open_destination(Some(&fifo)).unwrap().is_regular_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
