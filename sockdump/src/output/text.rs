@@ -88,7 +88,7 @@ pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
         pid => write!(out, "{pid}"),
     };
     out.extend_from_slice(b"] path ");
-    push_escaped(out, &shown_path(event).to_string());
+    push_escaped_display(out, shown_path(event));
     let _ = write!(out, " len {}({})", event.data.len(), event.len);
     if event.flags.truncated_size() {
         out.extend_from_slice(b" [truncated by --seg-size]");
@@ -113,6 +113,20 @@ fn push_escaped(out: &mut Vec<u8>, text: &str) {
             let mut utf8 = [0; 4];
             out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
         }
+    }
+}
+
+/// `push_escaped` for a value's Display form, written in place: the
+/// common name, with nothing to escape, costs no allocation.
+fn push_escaped_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    let start = out.len();
+    // Writing to a Vec cannot fail, and Display writes UTF-8.
+    let _ = write!(out, "{value}");
+    let written = std::str::from_utf8(&out[start..]).unwrap_or_default();
+    if written.chars().any(char::is_control) {
+        let text = written.to_owned();
+        out.truncate(start);
+        push_escaped(out, &text);
     }
 }
 
@@ -235,6 +249,10 @@ mod tests {
         let mut out = Vec::new();
         push_escaped(&mut out, "evil\n12:00 >>> process\u{1b}[2J é");
         assert_eq!(out, "evil\\x0a12:00 >>> process\\x1b[2J é".as_bytes());
+        let mut in_place = b"kept ".to_vec();
+        push_escaped_display(&mut in_place, "evil\n12:00 >>> process\u{1b}[2J é");
+        push_escaped_display(&mut in_place, " /run/plain.sock");
+        assert_eq!(in_place, "kept evil\\x0a12:00 >>> process\\x1b[2J é /run/plain.sock".as_bytes());
     }
 
     #[test]
