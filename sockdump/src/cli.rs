@@ -147,6 +147,12 @@ impl Cli {
     }
 }
 
+/// What is wrong, in one line: clap's first line without its `error: `.
+pub fn error_line(err: &clap::Error) -> String {
+    let text = err.to_string();
+    text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use clap::Parser;
 use sockdump_extcap::install::{Folders, Plan, Scope};
 use sockdump_extcap::{config, dlts, filter, interfaces, Call};
 
-use crate::cli::Cli;
+use crate::cli::{error_line, Cli};
 use crate::system;
 
 /// The Lua plugin that turns sockdump's packet comments into fields.
@@ -47,10 +47,7 @@ pub fn answer(args: &[OsString]) -> Result<()> {
                 .map(OsString::from)
                 .chain([capture.fifo.into_os_string()])
                 .chain(capture.options.into_iter().map(OsString::from));
-            let mut cli = Cli::try_parse_from(argv).map_err(|err| {
-                let text = err.to_string();
-                anyhow!("{}", text.lines().next().unwrap_or_default().trim_start_matches("error: "))
-            })?;
+            let mut cli = Cli::try_parse_from(argv).map_err(|err| anyhow!("{}", error_line(&err)))?;
             cli.quiet = true;
             crate::run::run(cli)?;
         }

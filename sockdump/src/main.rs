@@ -17,12 +17,8 @@ fn main() -> ExitCode {
         Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
         Err(err) => {
             // clap's first line says what is wrong; keep errors to one line.
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            sockdump::run::note(format_args!(
-                "sockdump: {} (see --help)",
-                first.trim_start_matches("error: ")
-            ));
+            let line = sockdump::cli::error_line(&err);
+            sockdump::run::note(format_args!("sockdump: {line} (see --help)"));
             return ExitCode::from(2);
         }
     };
