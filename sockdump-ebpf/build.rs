@@ -5,8 +5,8 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// One object per hook family, and the fentry probe.
-const FAMILIES: &[&str] = &["fentry", "kprobe", "tracepoint", "probe"];
+/// One object per hook family, the fentry probe, and the benchmarks' floor.
+const OBJECTS: &[&str] = &["fentry", "kprobe", "tracepoint", "probe", "floor"];
 
 const HEADERS: &[&str] = &["bpf/capture.h", "bpf/compat.h", "bpf/kernel_types.h", "include/sockdump_abi.h"];
 
@@ -14,7 +14,7 @@ fn main() {
     for header in HEADERS {
         println!("cargo:rerun-if-changed={header}");
     }
-    for family in FAMILIES {
+    for family in OBJECTS {
         println!("cargo:rerun-if-changed=bpf/{family}.bpf.c");
     }
     println!("cargo:rerun-if-env-changed=SOCKDUMP_CLANG");
@@ -27,7 +27,7 @@ fn main() {
     // Extra flags, e.g. to prove the VM matrix catches a broken CO-RE access.
     let extra = env::var("SOCKDUMP_BPF_CFLAGS").unwrap_or_default();
 
-    for family in FAMILIES {
+    for family in OBJECTS {
         let object = out.join(format!("{family}.bpf.o"));
         let status = Command::new(&clang)
             .args(["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86"])

@@ -12,4 +12,6 @@ pub mod filter;
 pub mod install;
 mod protocol;
 
-pub use protocol::{config, dlts, interfaces, is_extcap_call, parse, Call, Capture, ExtcapError, INTERFACE};
+pub use protocol::{
+    config, dlts, interfaces, is_extcap_call, parse, Call, Capture, ExtcapError, HookValue, INTERFACE,
+};

@@ -151,8 +151,16 @@ pub fn dlts() -> String {
     "dlt {number=1}{name=EN10MB}{display=Unix socket messages as Ethernet/IPv4 TCP and UDP}\n".to_string()
 }
 
-/// `--extcap-config`: the interface dialog's options.
-pub fn config() -> String {
+/// One choice of the `--hook` selector: its value and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookValue<'a> {
+    pub value: &'a str,
+    pub display: &'a str,
+}
+
+/// `--extcap-config`: the interface dialog's options. `hooks` are the
+/// `--hook` choices, the first being the default.
+pub fn config(hooks: &[HookValue<'_>]) -> String {
     let mut out = String::new();
     let args: &[(&str, &str, &str, &str, &str)] = &[
         (
@@ -187,7 +195,7 @@ pub fn config() -> String {
             "--hook",
             "Kernel hook",
             "selector",
-            "How sockdump hooks the kernel: auto picks fentry, else kprobe, else syscall tracepoints",
+            "How sockdump hooks the kernel; the first choice picks for you",
             "{group=Capture}",
         ),
         (
@@ -205,14 +213,9 @@ pub fn config() -> String {
         );
     }
     let hook = args.iter().position(|a| a.0 == "--hook").unwrap_or_default();
-    for (value, display) in [
-        ("auto", "auto: fentry, else kprobe, else tracepoint"),
-        ("fentry", "fentry/fexit"),
-        ("kprobe", "kprobe/kretprobe"),
-        ("tracepoint", "syscall tracepoints"),
-    ] {
-        let default = if value == "auto" { "{default=true}" } else { "" };
-        let _ = writeln!(out, "value {{arg={hook}}}{{value={value}}}{{display={display}}}{default}");
+    for (i, HookValue { value, display }) in hooks.iter().enumerate() {
+        let default = if i == 0 { "{default=true}" } else { "" };
+        let _ = writeln!(out, "value {{arg={hook}}}{{value={value}}}{{display={value}: {display}}}{default}");
     }
     out
 }
@@ -300,7 +303,11 @@ mod tests {
         assert!(interfaces("1.2.3").starts_with("extcap {version=1.2.3}"));
         assert!(interfaces("1").contains("interface {value=sockdump}{display=Unix sockets (sockdump)}"));
         assert_eq!(dlts().lines().count(), 1);
-        let config = config();
+        let hooks = [
+            HookValue { value: "auto", display: "the first that works" },
+            HookValue { value: "kprobe", display: "kprobe/kretprobe" },
+        ];
+        let config = config(&hooks);
         for line in config.lines() {
             assert!(line.starts_with("arg {number=") || line.starts_with("value {arg="), "{line}");
             assert_eq!(line.matches('{').count(), line.matches('}').count(), "{line}");
@@ -309,8 +316,7 @@ mod tests {
             assert!(config.contains(&format!("{{call={call}}}")), "{call} missing from the dialog");
         }
         assert!(config.contains("{tooltip="));
-        assert!(
-            config.contains("{value=auto}{display=auto: fentry, else kprobe, else tracepoint}{default=true}")
-        );
+        assert!(config.contains("{value=auto}{display=auto: the first that works}{default=true}"));
+        assert!(config.contains("{value=kprobe}{display=kprobe: kprobe/kretprobe}\n"));
     }
 }

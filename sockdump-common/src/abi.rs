@@ -92,3 +92,58 @@ pub mod event {
     /// `sizeof(struct sockdump_event)`
     pub const SIZE: usize = 288;
 }
+
+/// `struct sockdump_settings`: what the programs are loaded with (the
+/// `settings` global). Field meanings are in the header.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub self_pidns_dev: u64,
+    pub self_pidns_ino: u64,
+    pub filter_ino: u64,
+    pub wakeup_bytes: u64,
+    pub self_tgid: u32,
+    pub filter_dev: u32,
+    pub filter_pid: u32,
+    pub filter_comm_len: u32,
+    pub filter_path_len: u32,
+    pub seg_size: u32,
+    pub segs_per_msg: u32,
+    pub pad0: u32,
+    pub filter_comm: [u8; COMM_LEN],
+    pub filter_path: [u8; PATH_MAX],
+    pub pad1: [u8; 4],
+}
+
+impl Settings {
+    /// Everything off: no filter, nothing captured (seg_size 0).
+    pub const ZERO: Settings = Settings {
+        self_pidns_dev: 0,
+        self_pidns_ino: 0,
+        filter_ino: 0,
+        wakeup_bytes: 0,
+        self_tgid: 0,
+        filter_dev: 0,
+        filter_pid: 0,
+        filter_comm_len: 0,
+        filter_path_len: 0,
+        seg_size: 0,
+        segs_per_msg: 0,
+        pad0: 0,
+        filter_comm: [0; COMM_LEN],
+        filter_path: [0; PATH_MAX],
+        pad1: [0; 4],
+    };
+
+    /// The bytes the `settings` global is overwritten with.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) with explicit padding fields, so every byte is
+        // initialised; the slice borrows self for its whole length
+        unsafe {
+            std::slice::from_raw_parts(
+                (self as *const Settings).cast::<u8>(),
+                std::mem::size_of::<Settings>(),
+            )
+        }
+    }
+}

@@ -53,47 +53,93 @@ fn print_value(name: &str, expr: &str) -> String {
     format!("printf(\"{name} %llu\\n\", (unsigned long long)({expr}));\n")
 }
 
-#[test]
-fn event_fields_match_the_header() {
-    let mut body = print_value("size", "sizeof(struct sockdump_event)");
-    for f in abi::event::FIELDS {
-        body += &print_value(
-            &format!("{}.offset", f.name),
-            &format!("offsetof(struct sockdump_event, {})", f.name),
-        );
+/// Compares the offset and size of every field, and the struct's size, with C.
+fn assert_layout(c_struct: &str, size: usize, fields: &[abi::Field]) {
+    let mut body = print_value("size", &format!("sizeof(struct {c_struct})"));
+    for f in fields {
+        body +=
+            &print_value(&format!("{}.offset", f.name), &format!("offsetof(struct {c_struct}, {})", f.name));
         body += &print_value(
             &format!("{}.size", f.name),
-            &format!("sizeof(((struct sockdump_event *)0)->{})", f.name),
+            &format!("sizeof(((struct {c_struct} *)0)->{})", f.name),
         );
     }
     let c = c_values(&body);
-    assert_eq!(c["size"], abi::event::SIZE as u64, "sizeof(struct sockdump_event)");
-    for f in abi::event::FIELDS {
-        assert_eq!(c[&format!("{}.offset", f.name)], f.offset as u64, "offset of {}", f.name);
-        assert_eq!(c[&format!("{}.size", f.name)], f.size as u64, "size of {}", f.name);
+    assert_eq!(c["size"], size as u64, "sizeof(struct {c_struct})");
+    for f in fields {
+        assert_eq!(c[&format!("{}.offset", f.name)], f.offset as u64, "offset of {c_struct}.{}", f.name);
+        assert_eq!(c[&format!("{}.size", f.name)], f.size as u64, "size of {c_struct}.{}", f.name);
     }
 }
 
-#[test]
-fn every_header_field_is_mirrored() {
-    // Field names of struct sockdump_event, read from the header text, so a
-    // field added in C without a Rust counterpart fails here.
+/// Field names of `struct c_struct`, read from the header text, so a field
+/// added in C without a Rust counterpart fails the tests.
+fn header_fields(c_struct: &str) -> Vec<String> {
     let text = std::fs::read_to_string(header()).unwrap();
-    let start = text.find("struct sockdump_event {").expect("struct in header");
+    let start = text.find(&format!("struct {c_struct} {{")).expect("struct in header");
     let end = start + text[start..].find("};").unwrap();
-    let mirrored: Vec<&str> = abi::event::FIELDS.iter().map(|f| f.name).collect();
+    let mut names = Vec::new();
     for line in text[start..end].lines().skip(1) {
         let decl = line.split("/*").next().unwrap().trim();
         let Some(decl) = decl.strip_suffix(';') else {
             continue;
         };
         let name = decl.rsplit(' ').next().unwrap();
-        let name = name.split('[').next().unwrap();
-        if name.starts_with("pad") {
-            continue;
-        }
-        assert!(mirrored.contains(&name), "header field {name} is not in abi::event::FIELDS");
+        names.push(name.split('[').next().unwrap().to_string());
     }
+    names
+}
+
+#[test]
+fn event_fields_match_the_header() {
+    assert_layout("sockdump_event", abi::event::SIZE, abi::event::FIELDS);
+}
+
+#[test]
+fn every_event_field_is_mirrored() {
+    let mirrored: Vec<&str> = abi::event::FIELDS.iter().map(|f| f.name).collect();
+    for name in header_fields("sockdump_event") {
+        assert!(
+            name.starts_with("pad") || mirrored.contains(&name.as_str()),
+            "header field {name} is not in abi::event::FIELDS"
+        );
+    }
+}
+
+/// The fields of `abi::Settings` with their Rust offsets and sizes.
+macro_rules! settings_fields {
+    ($($name:ident),+ $(,)?) => {{
+        let zero = abi::Settings::ZERO;
+        vec![$(abi::Field {
+            name: stringify!($name),
+            offset: std::mem::offset_of!(abi::Settings, $name),
+            size: std::mem::size_of_val(&zero.$name),
+        }),+]
+    }};
+}
+
+#[test]
+fn settings_match_the_header() {
+    let fields = settings_fields!(
+        self_pidns_dev,
+        self_pidns_ino,
+        filter_ino,
+        wakeup_bytes,
+        self_tgid,
+        filter_dev,
+        filter_pid,
+        filter_comm_len,
+        filter_path_len,
+        seg_size,
+        segs_per_msg,
+        pad0,
+        filter_comm,
+        filter_path,
+        pad1,
+    );
+    assert_layout("sockdump_settings", std::mem::size_of::<abi::Settings>(), &fields);
+    let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
+    assert_eq!(header_fields("sockdump_settings"), names, "every header field, in order");
 }
 
 #[test]

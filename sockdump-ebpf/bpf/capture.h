@@ -11,27 +11,13 @@
 #include "compat.h"
 #include "sockdump_abi.h"
 
-/* Settings written by user space before load; the verifier sees them as
- * constants, so a disabled filter costs nothing. */
-/* sockdump's own process: its tgid, as seen in the pid namespace given by
- * device and inode when that is not the initial one (in a container) */
-const volatile __u32 self_tgid = 0;
-const volatile __u64 self_pidns_dev = 0;
-const volatile __u64 self_pidns_ino = 0;
-const volatile __u32 filter_pid = 0;
-const volatile __u32 filter_comm_len = 0;
-const volatile char filter_comm[SOCKDUMP_COMM_LEN] = {};
-const volatile __u32 filter_path_len = 0;
-const volatile char filter_path[SOCKDUMP_PATH_MAX] = {};
-/* the socket file named by --sock, when it exists: matched whatever name
- * the application used to bind or connect (relative, in a container) */
-const volatile __u64 filter_ino = 0;
-const volatile __u32 filter_dev = 0;
-const volatile __u32 seg_size = 51200;
-const volatile __u32 segs_per_msg = 10;
-/* wake user space only once this much is waiting: it polls with a timeout,
- * so a quiet ring still reaches it, and a busy one wakes it in batches */
-const volatile __u64 wakeup_bytes = 1;
+/* Written by user space before load (see sockdump_abi.h); these defaults
+ * only matter to tools that load an object without setting them. */
+const volatile struct sockdump_settings settings = {
+	.seg_size = 51200,
+	.segs_per_msg = 10,
+	.wakeup_bytes = 1,
+};
 
 /* fexit programs can be preempted (only migration is disabled), and the
  * kernel only keeps one program from nesting with itself: each exit hook
@@ -110,11 +96,11 @@ static __always_inline bool is_self(void)
 {
 	struct bpf_pidns_info ns;
 
-	if (!self_pidns_ino)
-		return bpf_get_current_pid_tgid() >> 32 == self_tgid;
+	if (!settings.self_pidns_ino)
+		return bpf_get_current_pid_tgid() >> 32 == settings.self_tgid;
 	/* fails for tasks outside that namespace: not sockdump */
-	return !bpf_get_ns_current_pid_tgid(self_pidns_dev, self_pidns_ino, &ns, sizeof(ns)) &&
-	       ns.tgid == self_tgid;
+	return !bpf_get_ns_current_pid_tgid(settings.self_pidns_dev, settings.self_pidns_ino, &ns, sizeof(ns)) &&
+	       ns.tgid == settings.self_tgid;
 }
 
 static __always_inline void count(__u32 counter, __u64 n)
@@ -227,12 +213,12 @@ static __always_inline __u8 read_dest_name(__u64 name, __u32 name_len, bool in_u
 
 static __always_inline bool name_has_prefix(const char *name, __u32 len)
 {
-	if (len < filter_path_len)
+	if (len < settings.filter_path_len)
 		return false;
 	for (__u32 i = 0; i < SOCKDUMP_PATH_MAX; i++) {
-		if (i >= filter_path_len)
+		if (i >= settings.filter_path_len)
 			break;
-		if (name[i] != filter_path[i])
+		if (name[i] != settings.filter_path[i])
 			return false;
 	}
 	return true;
@@ -244,13 +230,13 @@ static __always_inline bool is_filter_file(const struct dentry *dentry)
 {
 	struct inode *inode;
 
-	if (!filter_ino || !dentry)
+	if (!settings.filter_ino || !dentry)
 		return false;
 	inode = BPF_CORE_READ(dentry, d_inode);
 	if (!inode)
 		return false;
-	return BPF_CORE_READ(inode, i_ino) == filter_ino &&
-	       BPF_CORE_READ(inode, i_sb, s_dev) == filter_dev;
+	return BPF_CORE_READ(inode, i_ino) == settings.filter_ino &&
+	       BPF_CORE_READ(inode, i_sb, s_dev) == settings.filter_dev;
 }
 
 static __always_inline bool view_matches_path(const struct unix_view *v, char *name_buf)
@@ -259,7 +245,7 @@ static __always_inline bool view_matches_path(const struct unix_view *v, char *n
 
 	if (is_filter_file(v->dentry))
 		return true;
-	if (!filter_path_len)
+	if (!settings.filter_path_len)
 		return false;
 	len = read_bound_name(v->addr, name_buf);
 	return name_has_prefix(name_buf, len);
@@ -269,14 +255,14 @@ static __always_inline bool comm_matches(void)
 {
 	char comm[SOCKDUMP_COMM_LEN];
 
-	if (!filter_comm_len)
+	if (!settings.filter_comm_len)
 		return true;
 	bpf_get_current_comm(comm, sizeof(comm));
 	/* compare the terminating NUL too: --comm is an exact match */
 	for (__u32 i = 0; i < SOCKDUMP_COMM_LEN; i++) {
-		if (comm[i] != filter_comm[i])
+		if (comm[i] != settings.filter_comm[i])
 			return false;
-		if (i >= filter_comm_len)
+		if (i >= settings.filter_comm_len)
 			break;
 	}
 	return true;
@@ -304,10 +290,11 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 		return false;
 	if (!comm_matches())
 		return false;
-	if (filter_pid && tgid != filter_pid && pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) != filter_pid)
+	if (settings.filter_pid && tgid != settings.filter_pid &&
+	    pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) != settings.filter_pid)
 		return false;
 
-	f->path_matched = !filter_path_len && !filter_ino;
+	f->path_matched = !settings.filter_path_len && !settings.filter_ino;
 	if (f->path_matched)
 		return true;
 	/* struct unix_sock starts with struct sock: a CO-RE cast works on every
@@ -419,7 +406,7 @@ __attribute__((noinline)) int copy_segment(__u32 slot, __u32 i)
 	c = &s->copy;
 	if (c->done >= c->want || i >= b->nr_segs)
 		return 0;
-	if (i >= segs_per_msg) {
+	if (i >= settings.segs_per_msg) {
 		s->event.flags |= SOCKDUMP_F_TRUNC_SEGS;
 		return 0;
 	}
@@ -534,8 +521,8 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
 	want = sent;
-	if (want > seg_size) {
-		want = seg_size;
+	if (want > settings.seg_size) {
+		want = settings.seg_size;
 		ev->flags |= SOCKDUMP_F_TRUNC_SIZE;
 	}
 	ev->captured = copy_sent_bytes(s, slot, want);
@@ -545,8 +532,9 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	 * wakeup_bytes: a wakeup is an inter-processor interrupt, and a reader
 	 * still busy with the batch needs none. */
 	waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	wake = waiting < wakeup_bytes && waiting + size >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-								      : BPF_RB_NO_WAKEUP;
+	wake = waiting < settings.wakeup_bytes && waiting + size >= settings.wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, ev, size, wake))
 		count(SOCKDUMP_LOST_RINGBUF, 1);
 	return 0;

@@ -7,13 +7,15 @@
 #include "capture.h"
 #include <bpf/bpf_tracing.h>
 
-SEC("kprobe/unix_stream_sendmsg")
+/* no function in the section name: user space attaches each program to
+ * both unix_stream_sendmsg and unix_dgram_sendmsg */
+SEC("kprobe")
 int BPF_KPROBE(kprobe_unix_sendmsg, struct socket *sock, struct msghdr *msg)
 {
 	return sendmsg_enter(sock, msg);
 }
 
-SEC("kretprobe/unix_stream_sendmsg")
+SEC("kretprobe")
 int BPF_KRETPROBE(kretprobe_unix_sendmsg, int ret)
 {
 	return sendmsg_exit(ret, SLOT_STREAM);

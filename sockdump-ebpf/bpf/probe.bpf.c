@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Tiny programs with no maps and no relocations.
+ * A tiny program with no maps and no relocations.
  *
  * fentry_probe: does this kernel load fentry programs on unix_stream_sendmsg?
  * Some refuse BPF trampolines (ftrace locked down), and finding out by
  * loading the real fentry object costs its CO-RE relocation, tens of
  * milliseconds at start-up. Asking with this one costs a millisecond.
- *
- * floor_enter/floor_exit: empty raw syscall tracepoint programs. The
- * benchmarks attach them to measure what any capture through syscall
- * tracepoints costs on a kernel before it does any work.
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -19,18 +15,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 SEC("fentry/unix_stream_sendmsg")
 int BPF_PROG(fentry_probe)
-{
-	return 0;
-}
-
-SEC("tp_btf/sys_enter")
-int BPF_PROG(floor_enter)
-{
-	return 0;
-}
-
-SEC("tp_btf/sys_exit")
-int BPF_PROG(floor_exit)
 {
 	return 0;
 }

@@ -79,11 +79,43 @@ enum sockdump_counter {
 	/* sends not followed because the in-flight table was full */
 	SOCKDUMP_LOST_INFLIGHT = 2,
 	/* sends whose return the hook never saw: a kretprobe skips returns when
-	 * more calls are in flight than it tracks (max(10, 2 * CPUs)) */
+	 * more calls are in flight than it tracks (sockdump asks for 4096; the
+	 * kernel's default, used when tracefs is read-only, is max(10, 2 * CPUs)
+	 * with CONFIG_PREEMPTION and one per CPU without) */
 	SOCKDUMP_LOST_NO_EXIT = 3,
 	SOCKDUMP_COUNTER_MAX = 4,
 };
 
+/*
+ * Everything user space configures the programs with, written into the
+ * `settings` global (.rodata) before loading: the verifier sees the values as
+ * constants, so a disabled filter costs nothing.
+ */
+struct sockdump_settings {
+	/* sockdump's own pid namespace (device, inode) when it is not the initial
+	 * one, so its own writes are recognised in a container; 0 otherwise */
+	__u64 self_pidns_dev;
+	__u64 self_pidns_ino;
+	/* the socket file --sock names, when it exists: matched whatever name the
+	 * application used to bind or connect (relative, in a container); 0 = none */
+	__u64 filter_ino;
+	/* wake user space only once this many bytes wait in the ring */
+	__u64 wakeup_bytes;
+	__u32 self_tgid;       /* sockdump's tgid, in the namespace above */
+	__u32 filter_dev;      /* the kernel dev_t of filter_ino's file system */
+	__u32 filter_pid;      /* --pid, 0 = any */
+	__u32 filter_comm_len; /* bytes of filter_comm to match, 0 = any */
+	__u32 filter_path_len; /* bytes of filter_path to match, 0 = any */
+	__u32 seg_size;        /* --seg-size */
+	__u32 segs_per_msg;    /* --segs-per-msg */
+	__u32 pad0;
+	char filter_comm[SOCKDUMP_COMM_LEN];
+	/* --sock prefix as sun_path bytes; an abstract name starts with NUL */
+	char filter_path[SOCKDUMP_PATH_MAX];
+	__u8 pad1[4];
+};
+
+_Static_assert(sizeof(struct sockdump_settings) == 192, "sockdump_settings size is ABI");
 _Static_assert(sizeof(struct sockdump_event) == 288, "sockdump_event size is ABI");
 _Static_assert(__builtin_offsetof(struct sockdump_event, comm) == 56, "comm offset is ABI");
 _Static_assert(sizeof(struct sockdump_event) % 8 == 0, "records stay 8-byte aligned");

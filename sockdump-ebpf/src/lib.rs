@@ -1,8 +1,10 @@
 //! sockdump's eBPF objects: the C programs under `bpf/`, compiled at build time,
-//! one object per hook family.
+//! one object per hook family, and the table that says what each holds.
 //!
 //! `include/sockdump_abi.h` defines the records the programs send to user
-//! space; `sockdump-common` decodes them and checks its layout against it.
+//! space and the settings they are loaded with; `sockdump-common` mirrors
+//! both and checks its layout against the header. `tests/objects.rs` holds
+//! every name in this file to the compiled objects.
 
 #[repr(C, align(8))]
 struct Aligned<T: ?Sized>(T);
@@ -10,55 +12,164 @@ struct Aligned<T: ?Sized>(T);
 // The ELF parser reads the objects in place: they must be 8-byte aligned.
 macro_rules! object {
     ($file:literal) => {{
-        static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $file)));
+        static OBJECT: &$crate::Aligned<[u8]> =
+            &$crate::Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $file)));
         &OBJECT.0
     }};
 }
 
-/// fentry/fexit programs (ELF with BTF and CO-RE relocations).
-pub fn fentry_object() -> &'static [u8] {
-    object!("fentry.bpf.o")
+/// How a program attaches, and to what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// BPF trampoline at a kernel function's entry.
+    Fentry(&'static str),
+    /// BPF trampoline at a kernel function's return.
+    Fexit(&'static str),
+    /// kprobe on each of these functions.
+    Kprobe(&'static [&'static str]),
+    /// kretprobe on each of these functions.
+    Kretprobe(&'static [&'static str]),
+    /// A BTF-typed raw tracepoint (tp_btf).
+    TpBtf(&'static str),
 }
 
-/// kprobe/kretprobe programs.
-pub fn kprobe_object() -> &'static [u8] {
-    object!("kprobe.bpf.o")
+impl Attach {
+    /// The kernel functions or tracepoints it attaches to.
+    pub fn targets(&self) -> &[&'static str] {
+        match self {
+            Attach::Fentry(target) | Attach::Fexit(target) | Attach::TpBtf(target) => {
+                std::slice::from_ref(target)
+            }
+            Attach::Kprobe(targets) | Attach::Kretprobe(targets) => targets,
+        }
+    }
+
+    /// The ELF section kind clang puts such a program in (`SEC("...")`).
+    pub fn section(&self) -> &'static str {
+        match self {
+            Attach::Fentry(_) => "fentry",
+            Attach::Fexit(_) => "fexit",
+            Attach::Kprobe(_) => "kprobe",
+            Attach::Kretprobe(_) => "kretprobe",
+            Attach::TpBtf(_) => "tp_btf",
+        }
+    }
 }
 
-/// Raw syscall tracepoint (tp_btf) programs.
-pub fn tracepoint_object() -> &'static [u8] {
-    object!("tracepoint.bpf.o")
+/// One program of an object: its C function name and where it attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    pub name: &'static str,
+    pub attach: Attach,
 }
 
-/// Empty programs: the fentry probe (whether the kernel loads fentry at all,
-/// asked without relocating the fentry object) and the syscall tracepoint
-/// floor the benchmarks measure.
+/// How to find out cheaply that a kernel lacks a family, before loading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Nothing cheaper than loading it.
+    None,
+    /// The family needs this file (the kprobe PMU exists with CONFIG_KPROBES).
+    Path(&'static str),
+    /// Load this program of [`probe_object`] (trampolines may be refused).
+    Load(Program),
+}
+
+/// A family of kernel hooks that captures sends: one object.
+#[derive(Debug)]
+pub struct Family {
+    /// `--hook NAME`
+    pub name: &'static str,
+    /// What it hooks, in a line.
+    pub description: &'static str,
+    object: fn() -> &'static [u8],
+    /// Its programs, in the order they are attached: exits before entries,
+    /// so no entry is seen whose exit is not yet hooked.
+    pub programs: &'static [Program],
+    pub probe: Probe,
+}
+
+impl Family {
+    /// The compiled object (ELF with BTF and CO-RE relocations).
+    pub fn object(&self) -> &'static [u8] {
+        (self.object)()
+    }
+}
+
+const SENDMSG: &[&str] = &["unix_stream_sendmsg", "unix_dgram_sendmsg"];
+
+const FENTRY_PROBE: Program = Program { name: "fentry_probe", attach: Attach::Fentry("unix_stream_sendmsg") };
+
+/// Every hook family, in the order `--hook auto` tries them: cheapest and
+/// most complete first.
+pub static FAMILIES: &[Family] = &[
+    Family {
+        name: "fentry",
+        description: "fentry/fexit unix_stream_sendmsg, unix_dgram_sendmsg",
+        object: || object!("fentry.bpf.o"),
+        programs: &[
+            Program { name: "fexit_unix_stream_sendmsg", attach: Attach::Fexit("unix_stream_sendmsg") },
+            Program { name: "fexit_unix_dgram_sendmsg", attach: Attach::Fexit("unix_dgram_sendmsg") },
+            Program { name: "fentry_unix_stream_sendmsg", attach: Attach::Fentry("unix_stream_sendmsg") },
+            Program { name: "fentry_unix_dgram_sendmsg", attach: Attach::Fentry("unix_dgram_sendmsg") },
+        ],
+        probe: Probe::Load(FENTRY_PROBE),
+    },
+    Family {
+        name: "kprobe",
+        description: "kprobe/kretprobe unix_stream_sendmsg, unix_dgram_sendmsg",
+        object: || object!("kprobe.bpf.o"),
+        programs: &[
+            Program { name: "kretprobe_unix_sendmsg", attach: Attach::Kretprobe(SENDMSG) },
+            Program { name: "kprobe_unix_sendmsg", attach: Attach::Kprobe(SENDMSG) },
+        ],
+        probe: Probe::Path("/sys/bus/event_source/devices/kprobe/type"),
+    },
+    Family {
+        name: "tracepoint",
+        description: "raw syscall tracepoints: write, writev, sendto, sendmsg, sendmmsg, pwritev2",
+        object: || object!("tracepoint.bpf.o"),
+        programs: &[
+            Program { name: "tp_sys_exit", attach: Attach::TpBtf("sys_exit") },
+            Program { name: "tp_sys_enter", attach: Attach::TpBtf("sys_enter") },
+        ],
+        probe: Probe::None,
+    },
+];
+
+/// The family named `name`.
+pub fn family(name: &str) -> Option<&'static Family> {
+    FAMILIES.iter().find(|f| f.name == name)
+}
+
+/// The object holding the [`Probe::Load`] programs: tiny, with no maps and
+/// no relocations, so asking costs a millisecond rather than a CO-RE pass.
 pub fn probe_object() -> &'static [u8] {
     object!("probe.bpf.o")
 }
 
-/// Names of the programs in the objects, by hook family.
-pub mod programs {
-    pub const FENTRY_STREAM: &str = "fentry_unix_stream_sendmsg";
-    pub const FEXIT_STREAM: &str = "fexit_unix_stream_sendmsg";
-    pub const FENTRY_DGRAM: &str = "fentry_unix_dgram_sendmsg";
-    pub const FEXIT_DGRAM: &str = "fexit_unix_dgram_sendmsg";
-    pub const FENTRY_PROBE: &str = "fentry_probe";
-    /// Empty raw tracepoint programs on sys_enter and sys_exit (benchmarks only).
-    pub const FLOOR: [(&str, &str); 2] = [("floor_enter", "sys_enter"), ("floor_exit", "sys_exit")];
-    pub const KPROBE: &str = "kprobe_unix_sendmsg";
-    pub const KRETPROBE: &str = "kretprobe_unix_sendmsg";
-    /// Raw tracepoint programs and the tracepoints they attach to.
-    pub const TRACEPOINT_ENTER: (&str, &str) = ("tp_sys_enter", "sys_enter");
-    pub const TRACEPOINT_EXIT: (&str, &str) = ("tp_sys_exit", "sys_exit");
-    /// The kernel functions the fentry and kprobe families hook.
-    pub const STREAM_SENDMSG: &str = "unix_stream_sendmsg";
-    pub const DGRAM_SENDMSG: &str = "unix_dgram_sendmsg";
+/// Empty programs on the raw syscall tracepoints that the benchmarks attach
+/// to measure the floor cost of that family; not used by sockdump itself.
+pub mod floor {
+    use super::{Attach, Program};
+
+    pub fn object() -> &'static [u8] {
+        object!("floor.bpf.o")
+    }
+
+    pub const PROGRAMS: &[Program] = &[
+        Program { name: "floor_enter", attach: Attach::TpBtf("sys_enter") },
+        Program { name: "floor_exit", attach: Attach::TpBtf("sys_exit") },
+    ];
 }
 
-/// Names of the maps every object has.
+/// Names of the maps every family's object has.
 pub mod maps {
     pub const EVENTS: &str = "events";
     pub const SCRATCH: &str = "scratch";
     pub const COUNTERS: &str = "counters";
+    pub const ALL: &[&str] = &[EVENTS, SCRATCH, COUNTERS];
 }
+
+/// The global every family's object reads its settings from
+/// (`struct sockdump_settings`).
+pub const SETTINGS: &str = "settings";

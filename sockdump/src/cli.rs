@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use sockdump_common::abi;
 
+use crate::capture::HookChoice;
 use crate::output::framing::PortMapEntry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,17 +41,12 @@ pub enum LinkChoice {
     User,
 }
 
-/// Which kernel hooks capture the sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HookChoice {
-    /// fentry, else kprobe, else tracepoint: the first the kernel allows
-    Auto,
-    /// fentry/fexit on unix_stream_sendmsg and unix_dgram_sendmsg
-    Fentry,
-    /// kprobe/kretprobe on the same functions
-    Kprobe,
-    /// the raw syscall tracepoints, for write, writev, sendto, sendmsg, sendmmsg, pwritev2
-    Tracepoint,
+/// `--hook`: `auto` or one of the hook families, each with its description.
+fn hook_parser() -> impl clap::builder::TypedValueParser<Value = HookChoice> {
+    let auto = PossibleValue::new(HookChoice::AUTO).help(HookChoice::auto_description());
+    let families = sockdump_ebpf::FAMILIES.iter().map(|f| PossibleValue::new(f.name).help(f.description));
+    PossibleValuesParser::new(std::iter::once(auto).chain(families))
+        .try_map(|name| HookChoice::parse(&name).ok_or("not a hook family"))
 }
 
 const AFTER_HELP: &str = "\
@@ -110,15 +107,15 @@ pub struct Cli {
     pub comm: Option<String>,
 
     /// Bytes captured per message at most
-    #[arg(long, default_value_t = 51200, value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::DATA_MAX)))]
+    #[arg(long, default_value_t = 51200, conflicts_with = "read", value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::DATA_MAX)))]
     pub seg_size: u32,
 
     /// iovec segments captured per message at most
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::SEGS_MAX)))]
+    #[arg(long, default_value_t = 10, conflicts_with = "read", value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::SEGS_MAX)))]
     pub segs_per_msg: u32,
 
     /// Sizes the kernel ring buffer: room for this many messages of --seg-size
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 100, conflicts_with = "read", value_parser = clap::value_parser!(u32).range(1..))]
     pub segs_in_buffer: u32,
 
     /// Stop after N messages
@@ -126,10 +123,11 @@ pub struct Cli {
     pub count: Option<u64>,
 
     /// Kernel hooks to capture with
-    #[arg(long, value_enum, default_value_t = HookChoice::Auto)]
+    #[arg(long, value_name = "HOOK", default_value = HookChoice::AUTO, value_parser = hook_parser(), conflicts_with = "read")]
     pub hook: HookChoice,
 
-    /// More detail: why hooks were skipped, full verifier logs, kernel counters
+    /// More detail: why hooks were skipped, full verifier logs, kernel counters;
+    /// with -r, what the file holds
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -207,6 +205,31 @@ mod tests {
         assert!(parse(&["--format", "xml"]).is_err());
         assert!(parse(&["--pid", "0"]).is_err());
         assert!(parse(&["-c", "0"]).is_err());
+    }
+
+    #[test]
+    fn hooks_are_the_families_and_auto() {
+        assert_eq!(parse(&[]).unwrap().hook, HookChoice::Auto);
+        for family in sockdump_ebpf::FAMILIES {
+            assert_eq!(parse(&["--hook", family.name]).unwrap().hook, HookChoice::Only(family));
+        }
+        let err = parse(&["--hook", "uprobe"]).unwrap_err().to_string();
+        assert!(err.contains("possible values: auto, fentry, kprobe, tracepoint"), "{err}");
+    }
+
+    #[test]
+    fn kernel_options_are_refused_when_reading_a_file() {
+        for option in [
+            &["--hook", "kprobe"][..],
+            &["--seg-size", "65536"],
+            &["--segs-per-msg", "2"],
+            &["--segs-in-buffer", "20000"],
+        ] {
+            let args = [&["-r", "x.pcapng"][..], option].concat();
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "{args:?}");
+        }
+        assert!(parse(&["-r", "x.pcapng", "-v", "-c", "3", "--sock", "/a"]).is_ok());
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::process::Command;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use sockdump_extcap::install::{Folders, Plan, Scope};
-use sockdump_extcap::{config, dlts, filter, interfaces, Call};
+use sockdump_extcap::{config, dlts, filter, interfaces, Call, HookValue};
 
+use crate::capture::HookChoice;
 use crate::cli::{error_line, Cli};
 use crate::system;
 
@@ -34,7 +35,7 @@ pub fn answer(args: &[OsString]) -> Result<()> {
     match sockdump_extcap::parse(args)? {
         Call::Interfaces => say(&interfaces(env!("CARGO_PKG_VERSION")))?,
         Call::Dlts => say(&dlts())?,
-        Call::Config => say(&config())?,
+        Call::Config => say(&config(&hook_values()))?,
         // Wireshark shows what is printed here under the filter; nothing means valid.
         Call::FilterCheck(text) => {
             if let Err(err) = filter::to_options(&text) {
@@ -53,6 +54,14 @@ pub fn answer(args: &[OsString]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The dialog's `--hook` choices: `auto`, then every hook family.
+fn hook_values() -> Vec<HookValue<'static>> {
+    let auto = HookValue { value: HookChoice::AUTO, display: "the first the kernel allows" };
+    let families =
+        sockdump_ebpf::FAMILIES.iter().map(|f| HookValue { value: f.name, display: f.description });
+    std::iter::once(auto).chain(families).collect()
 }
 
 /// `sockdump extcap ...`

@@ -1,16 +1,18 @@
 //! sockdump: capture what processes send on unix domain sockets.
 //!
-//! The pipeline is `capture` (eBPF programs and the ring buffer) → decoding
-//! (`sockdump_common::Event::parse`) → `output` (a [`output::Sink`]). `run`
-//! ties them together for the command line; `read` replays a capture file
-//! (`-r`) into the same sinks.
+//! A [`pump::Source`] (live `capture`, or a file `read` back with `-r`)
+//! hands decoded events to the one event loop, [`pump::pump`], which feeds
+//! an [`output::Sink`]. `setup` builds them from the command line (`cli`),
+//! `run` drives them, `messages` is what the user is told.
 
 pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod extcap;
-mod kretprobe;
+pub mod messages;
 pub mod output;
+pub mod pump;
 pub mod read;
 pub mod run;
+pub mod setup;
 pub mod system;

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // clap's first line says what is wrong; keep errors to one line.
             let line = sockdump::cli::error_line(&err);
-            sockdump::run::note(format_args!("sockdump: {line} (see --help)"));
+            sockdump::messages::note(format_args!("sockdump: {line} (see --help)"));
             return ExitCode::from(2);
         }
     };
@@ -31,7 +31,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Err(err) => {
             // One line a user (or Wireshark's error dialog) can act on; the
             // causes follow on the same line.
-            sockdump::run::note(format_args!("sockdump: {err:#}"));
+            sockdump::messages::note(format_args!("sockdump: {err:#}"));
             ExitCode::FAILURE
         }
     }

@@ -6,21 +6,22 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sockdump_common::meta::{self, Comment, OwnedMeta};
-use sockdump_common::{user0, Event, SocketName};
+use sockdump_common::{user0, DecodeError, Event, SocketName};
 
-use crate::cli::Cli;
-use crate::clock::WallClock;
+use crate::capture::Filter;
+use crate::messages::note;
 use crate::output::framing::{self, LINKTYPE_ETHERNET, LINKTYPE_USER0};
 use crate::output::pcapng::{
     BLOCK_EPB, BLOCK_IDB, BLOCK_ISB, BLOCK_SHB, BLOCK_SPB, BYTE_ORDER_MAGIC, IF_TSOFFSET, IF_TSRESOL,
     ISB_IFDROP, OPT_COMMENT,
 };
-use crate::output::{self, Stats};
-use crate::run;
+use crate::pump::{Source, Waited};
 
 /// Why a file cannot be read back.
 #[derive(Debug, thiserror::Error)]
@@ -523,75 +524,94 @@ impl ReadFilter {
     }
 }
 
-/// `sockdump -r FILE`: replays the file into the chosen output format.
-pub fn run(cli: &Cli, path: &Path) -> Result<()> {
-    let settings = run::settings_from(cli)?;
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = CaptureReader::new(BufReader::with_capacity(1 << 16, file))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let output = output::open_destination(cli.output.as_deref())?;
-    // Timestamps in the file are wall-clock already.
-    let flush_each = !output.is_regular_file();
-    let mut sink = run::make_sink(cli, output.writer, flush_each, WallClock::with_offset(0))?;
-    let filter = ReadFilter {
-        pid: settings.filter.pid,
-        comm: settings.filter.comm,
-        sock: settings.filter.sock_prefix,
-    };
-    let limit = cli.count.unwrap_or(u64::MAX);
-    let mut shown = 0u64;
-    let result = (|| -> Result<()> {
-        while shown < limit {
-            let Some(message) =
-                reader.next_message().with_context(|| format!("cannot read {}", path.display()))?
-            else {
-                break;
+/// How many messages one drain hands on before the pump looks at its
+/// limits and stop requests again.
+const BATCH: usize = 1024;
+
+/// A capture file as an event source, with the `-r` filter applied.
+pub struct FileSource {
+    path: std::path::PathBuf,
+    reader: CaptureReader<BufReader<File>>,
+    filter: ReadFilter,
+    ended: bool,
+}
+
+impl FileSource {
+    pub fn open(path: &Path, filter: Filter) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let reader = CaptureReader::new(BufReader::with_capacity(1 << 16, file))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let filter = ReadFilter { pid: filter.pid, comm: filter.comm, sock: filter.sock_prefix };
+        Ok(FileSource { path: path.to_path_buf(), reader, filter, ended: false })
+    }
+
+    /// What the file told about itself, once read: losses it recorded,
+    /// messages it cut, and with `verbose` what it held.
+    pub fn report(&self, shown: u64, verbose: bool) {
+        let reader = &self.reader;
+        if reader.lost > 0 {
+            note(format_args!(
+                "sockdump: the capture lost {} messages (the kernel ring buffer was full)",
+                reader.lost
+            ));
+        }
+        if reader.incomplete > 0 {
+            note(format_args!(
+                "sockdump: {} messages miss some of their packets in this file",
+                reader.incomplete
+            ));
+        }
+        if reader.packets == 0 {
+            note(format_args!("sockdump: {} holds no packets", self.path.display()));
+        } else if verbose {
+            note(format_args!(
+                "sockdump: read {} packets from {}; {shown} messages matched and were written",
+                reader.packets,
+                self.path.display()
+            ));
+        }
+    }
+}
+
+impl Source for FileSource {
+    fn drain(&mut self, handle: &mut dyn FnMut(Result<Event<'_>, DecodeError>) -> bool) -> Result<()> {
+        for _ in 0..BATCH {
+            let next =
+                self.reader.next_message().with_context(|| format!("cannot read {}", self.path.display()))?;
+            let Some(message) = next else {
+                self.ended = true;
+                return Ok(());
             };
             let event = message.event();
-            if filter.matches(&event) {
-                sink.write_event(&event).context("cannot write the output")?;
-                shown += 1;
+            if self.filter.matches(&event) && !handle(Ok(event)) {
+                return Ok(());
             }
         }
         Ok(())
-    })();
-    let broken_pipe = |e: &anyhow::Error| {
-        e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-    };
-    match result {
-        Err(e) if broken_pipe(&e) => return Ok(()),
-        other => other?,
     }
-    let stats = Stats { captured: shown, lost: reader.lost };
-    match sink.finish(&stats) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-        other => other.context("cannot finish the output")?,
+
+    fn wait(&mut self, _: Duration, _: Option<BorrowedFd<'_>>) -> Result<Waited> {
+        Ok(if self.ended { Waited::Ended } else { Waited::Ready })
     }
-    if reader.lost > 0 {
-        run::note(format_args!(
-            "sockdump: the capture lost {} messages (the kernel ring buffer was full)",
-            reader.lost
-        ));
+
+    fn lost(&self) -> Result<u64> {
+        Ok(self.reader.lost)
     }
-    if reader.incomplete > 0 {
-        run::note(format_args!(
-            "sockdump: {} messages miss some of their packets in this file",
-            reader.incomplete
-        ));
+
+    /// A file has nothing in flight: a stop ends it at once.
+    fn stop_cutoff(&self) -> Option<u64> {
+        None
     }
-    if reader.packets == 0 {
-        run::note(format_args!("sockdump: {} holds no packets", path.display()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::WallClock;
     use crate::output::framing::{Link, PortMap};
     use crate::output::pcap::PcapSink;
     use crate::output::pcapng::PcapngSink;
-    use crate::output::{Sink, SinkOptions};
+    use crate::output::{Sink, SinkOptions, Stats};
     use sockdump_common::{abi, EventFlags, SockType};
 
     fn options(link: Link) -> SinkOptions {

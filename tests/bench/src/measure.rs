@@ -205,10 +205,13 @@ fn measure(
 /// Attaches the empty floor programs; they stay while the result lives.
 fn attach_floor() -> Result<aya::Ebpf> {
     let btf = aya::Btf::from_sys_fs()?;
-    let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(sockdump_ebpf::probe_object())?;
-    for (name, tracepoint) in sockdump_ebpf::programs::FLOOR {
+    let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(sockdump_ebpf::floor::object())?;
+    for floor in sockdump_ebpf::floor::PROGRAMS {
+        let sockdump_ebpf::Attach::TpBtf(tracepoint) = floor.attach else {
+            bail!("{}: not a tp_btf program", floor.name)
+        };
         let program: &mut aya::programs::BtfTracePoint =
-            ebpf.program_mut(name).context("floor program")?.try_into()?;
+            ebpf.program_mut(floor.name).context("floor program")?.try_into()?;
         program.load(tracepoint, &btf)?;
         program.attach()?;
     }

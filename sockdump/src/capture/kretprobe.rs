@@ -1,8 +1,9 @@
 //! kretprobes created through tracefs, which is the only way to choose how
 //! many returns the kernel tracks at once (`maxactive`). The perf PMU that
-//! aya uses keeps the kernel's default, which before 6.0 is one per CPU
-//! without CONFIG_PREEMPTION (Debian's 5.10): a third thread blocked in a
-//! send makes the kernel skip its return, and the message is lost.
+//! aya uses keeps the kernel's default: max(10, 2 * CPUs) with
+//! CONFIG_PREEMPTION, one per CPU without it (Debian's 5.10), where a third
+//! thread blocked in a send makes the kernel skip its return, and the
+//! message is lost (counted as SOCKDUMP_LOST_NO_EXIT).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};

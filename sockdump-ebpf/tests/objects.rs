@@ -1,0 +1,105 @@
+//! Holds the names in `lib.rs` (programs, maps, the settings global) to the
+//! compiled objects, so a renamed C function fails here rather than when a
+//! user's kernel first takes the path that loads it.
+
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+use sockdump_ebpf::{floor, maps, probe_object, Attach, Probe, Program, FAMILIES, SETTINGS};
+
+struct Parsed {
+    /// (function name, section name) of every program
+    programs: Vec<(String, String)>,
+    maps: Vec<String>,
+    /// (name, size) of every global in .rodata
+    rodata: Vec<(String, u64)>,
+}
+
+fn parse(object: &[u8]) -> Parsed {
+    let file = object::File::parse(object).expect("an ELF object");
+    let mut parsed = Parsed { programs: Vec::new(), maps: Vec::new(), rodata: Vec::new() };
+    for symbol in file.symbols() {
+        let Some(section) = symbol.section_index().and_then(|i| file.section_by_index(i).ok()) else {
+            continue;
+        };
+        let (name, section) = (symbol.name().unwrap().to_string(), section.name().unwrap().to_string());
+        match (symbol.kind(), section.as_str()) {
+            // global BPF functions (verified once) live in .text: not programs
+            (SymbolKind::Text, ".text") => {}
+            (SymbolKind::Text, _) => parsed.programs.push((name, section)),
+            (_, ".maps") => parsed.maps.push(name),
+            (_, ".rodata") => parsed.rodata.push((name, symbol.size())),
+            _ => {}
+        }
+    }
+    parsed
+}
+
+/// Each program is in the object, in a section of its kind naming its target
+/// where the section names one; and the object holds no other program.
+fn check_programs(what: &str, parsed: &Parsed, programs: &[Program]) {
+    for program in programs {
+        let section = parsed
+            .programs
+            .iter()
+            .find(|(name, _)| name == program.name)
+            .map(|(_, section)| section.as_str())
+            .unwrap_or_else(|| panic!("{what}: no program {}", program.name));
+        let (kind, target) = section.split_once('/').map_or((section, None), |(k, t)| (k, Some(t)));
+        assert_eq!(kind, program.attach.section(), "{what}: section of {}", program.name);
+        if let Some(target) = target {
+            assert!(
+                program.attach.targets().contains(&target),
+                "{what}: {} is in SEC(\"{section}\")",
+                program.name
+            );
+        }
+    }
+    for (name, _) in &parsed.programs {
+        assert!(programs.iter().any(|p| p.name == name), "{what}: program {name} is not in lib.rs's table");
+    }
+}
+
+#[test]
+fn family_objects_hold_what_the_table_names() {
+    let settings_size = std::mem::size_of::<sockdump_common::abi::Settings>() as u64;
+    for family in FAMILIES {
+        let parsed = parse(family.object());
+        check_programs(family.name, &parsed, family.programs);
+        for map in maps::ALL {
+            assert!(parsed.maps.iter().any(|m| m == map), "{}: no map {map}", family.name);
+        }
+        assert_eq!(
+            parsed.rodata.iter().find(|(name, _)| name == SETTINGS).map(|(_, size)| *size),
+            Some(settings_size),
+            "{}: the {SETTINGS} global is missing or not a struct sockdump_settings",
+            family.name
+        );
+    }
+}
+
+#[test]
+fn probe_and_floor_objects_hold_what_the_table_names() {
+    let probes: Vec<Program> = FAMILIES
+        .iter()
+        .filter_map(|f| match f.probe {
+            Probe::Load(program) => Some(program),
+            _ => None,
+        })
+        .collect();
+    check_programs("probe", &parse(probe_object()), &probes);
+    check_programs("floor", &parse(floor::object()), floor::PROGRAMS);
+}
+
+#[test]
+fn families_have_unique_names_and_attach_exits_first() {
+    let is_exit =
+        |p: &Program| matches!(p.attach, Attach::Fexit(_) | Attach::Kretprobe(_) | Attach::TpBtf("sys_exit"));
+    for (i, family) in FAMILIES.iter().enumerate() {
+        assert!(FAMILIES[..i].iter().all(|f| f.name != family.name), "{} twice", family.name);
+        let first_entry = family.programs.iter().position(|p| !is_exit(p)).unwrap_or(family.programs.len());
+        assert!(
+            family.programs[first_entry..].iter().all(|p| !is_exit(p)),
+            "{}: an exit after an entry",
+            family.name
+        );
+    }
+}

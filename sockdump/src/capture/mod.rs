@@ -1,0 +1,450 @@
+//! Live capture: loads the eBPF object of the first hook family the kernel
+//! allows (`sockdump_ebpf::FAMILIES`), configures and attaches it, and hands
+//! out the ring buffer's records, decoded, as an event source.
+
+mod attach;
+mod kretprobe;
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::{Btf, Ebpf, EbpfLoader};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use sockdump_common::{abi, Event};
+use sockdump_ebpf::{maps, Family, FAMILIES};
+
+use crate::pump::{Source, Waited};
+use crate::system;
+use kretprobe::Kretprobe;
+
+/// `--hook`: one family, or the first of them all that the kernel allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum HookChoice {
+    #[default]
+    Auto,
+    Only(&'static Family),
+}
+
+impl PartialEq for HookChoice {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (HookChoice::Auto, HookChoice::Auto) => true,
+            // family names are unique (sockdump-ebpf/tests/objects.rs)
+            (HookChoice::Only(a), HookChoice::Only(b)) => a.name == b.name,
+            _ => false,
+        }
+    }
+}
+
+impl HookChoice {
+    pub const AUTO: &'static str = "auto";
+
+    /// Parses a `--hook` value: `auto` or a family's name.
+    pub fn parse(name: &str) -> Option<HookChoice> {
+        if name == Self::AUTO {
+            return Some(HookChoice::Auto);
+        }
+        sockdump_ebpf::family(name).map(HookChoice::Only)
+    }
+
+    /// What `auto` does, in a line.
+    pub fn auto_description() -> String {
+        let names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        format!("the first the kernel allows of {}", names.join(", "))
+    }
+
+    fn candidates(self) -> &'static [Family] {
+        match self {
+            HookChoice::Auto => FAMILIES,
+            HookChoice::Only(family) => std::slice::from_ref(family),
+        }
+    }
+}
+
+impl fmt::Display for HookChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookChoice::Auto => f.write_str(Self::AUTO),
+            HookChoice::Only(family) => f.write_str(family.name),
+        }
+    }
+}
+
+/// The file an existing `--sock` path names, as the kernel identifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketFile {
+    pub ino: u64,
+    /// The kernel's `dev_t` (see [`system::kernel_dev`]).
+    pub dev: u32,
+}
+
+/// Which sends the kernel side keeps; everything else never leaves the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub pid: Option<u32>,
+    /// The thread name, at most 15 bytes.
+    pub comm: Option<Vec<u8>>,
+    /// `sun_path` prefix bytes; an abstract name starts with a NUL byte.
+    pub sock_prefix: Option<Vec<u8>>,
+    pub sock_file: Option<SocketFile>,
+}
+
+/// Everything the kernel side is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub filter: Filter,
+    pub seg_size: u32,
+    pub segs_per_msg: u32,
+    /// Ring buffer size in bytes: a power of two, a multiple of the page size.
+    pub ring_bytes: u32,
+    /// Show whole verifier logs instead of a summary.
+    pub verbose: bool,
+}
+
+impl Settings {
+    /// The `settings` global of the eBPF objects.
+    fn kernel(&self) -> abi::Settings {
+        let own_pid_namespace = system::child_pid_namespace();
+        let filter = &self.filter;
+        let mut kernel = abi::Settings {
+            self_tgid: std::process::id(),
+            self_pidns_dev: own_pid_namespace.map_or(0, |(dev, _)| dev),
+            self_pidns_ino: own_pid_namespace.map_or(0, |(_, ino)| ino),
+            filter_pid: filter.pid.unwrap_or(0),
+            filter_ino: filter.sock_file.map_or(0, |f| f.ino),
+            filter_dev: filter.sock_file.map_or(0, |f| f.dev),
+            seg_size: self.seg_size,
+            segs_per_msg: self.segs_per_msg,
+            // batches of an eighth of the ring wake the reader; less waits for its poll timeout
+            wakeup_bytes: u64::from(self.ring_bytes / 8),
+            ..abi::Settings::ZERO
+        };
+        if let Some(comm) = &filter.comm {
+            let len = comm.len().min(abi::COMM_LEN - 1);
+            kernel.filter_comm[..len].copy_from_slice(&comm[..len]);
+            kernel.filter_comm_len = len as u32;
+        }
+        if let Some(prefix) = &filter.sock_prefix {
+            let len = prefix.len().min(abi::PATH_MAX);
+            kernel.filter_path[..len].copy_from_slice(&prefix[..len]);
+            kernel.filter_path_len = len as u32;
+        }
+        kernel
+    }
+}
+
+/// Counters the kernel side keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub lost_ringbuf: u64,
+    pub lost_mmsg: u64,
+    pub lost_inflight: u64,
+    pub lost_no_exit: u64,
+}
+
+impl KernelCounters {
+    /// Messages that were sent and matched but never reached user space.
+    pub fn lost(&self) -> u64 {
+        self.lost_ringbuf + self.lost_mmsg + self.lost_inflight + self.lost_no_exit
+    }
+}
+
+/// A running capture: programs attached, records arriving in the ring buffer.
+pub struct Capture {
+    family: &'static Family,
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Kretprobes sockdump made itself (see kretprobe.rs); dropping them
+    /// detaches them and deletes their events.
+    _kretprobes: Vec<Kretprobe>,
+    /// Owns the programs and their links: dropping it detaches everything.
+    ebpf: Ebpf,
+}
+
+/// Why one hook family could not be used.
+#[derive(Debug)]
+pub struct HookFailure {
+    pub family: &'static Family,
+    pub reason: String,
+}
+
+impl Capture {
+    /// Starts capturing with the first hook family `choice` allows; `skipped`
+    /// hears about each one refused before it.
+    pub fn start(settings: &Settings, choice: HookChoice, skipped: impl FnMut(&HookFailure)) -> Result<Self> {
+        let (mut ebpf, kretprobes, family) = load_and_attach(settings, choice, skipped)?;
+        // The loader and its parsed BTF are gone: hand their memory back
+        // before mapping the ring buffer, or both count in the peak RSS.
+        system::release_free_memory();
+        let ring = ebpf.take_map(maps::EVENTS).context("eBPF object has no events map")?;
+        let counters = ebpf.take_map(maps::COUNTERS).context("eBPF object has no counters map")?;
+        Ok(Capture {
+            family,
+            ring: RingBuf::try_from(ring)?,
+            counters: PerCpuArray::try_from(counters)?,
+            _kretprobes: kretprobes,
+            ebpf,
+        })
+    }
+
+    /// The hook family capturing.
+    pub fn family(&self) -> &'static Family {
+        self.family
+    }
+
+    pub fn counters(&self) -> Result<KernelCounters> {
+        let read = |index: u32| -> Result<u64> {
+            let per_cpu = self.counters.get(&index, 0).context("cannot read the kernel counters")?;
+            Ok(per_cpu.iter().sum())
+        };
+        Ok(KernelCounters {
+            lost_ringbuf: read(abi::counter::LOST_RINGBUF)?,
+            lost_mmsg: read(abi::counter::LOST_MMSG)?,
+            lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
+            lost_no_exit: read(abi::counter::LOST_NO_EXIT)?,
+        })
+    }
+
+    /// How often the kernel skipped one of the programs because it was
+    /// already running on that CPU (`recursion_misses`; not counted before 5.12).
+    pub fn skipped_runs(&self) -> Result<u64> {
+        let mut total = 0;
+        for (name, program) in self.ebpf.programs() {
+            // programs of the object that this kernel did not need
+            let Ok(fd) = program.fd() else { continue };
+            total += recursion_misses(fd.as_fd())
+                .with_context(|| format!("cannot read the statistics of program {name}"))?;
+        }
+        Ok(total)
+    }
+}
+
+impl Source for Capture {
+    /// Decodes each record waiting in the ring buffer, oldest first.
+    fn drain(
+        &mut self,
+        handle: &mut dyn FnMut(Result<Event<'_>, sockdump_common::DecodeError>) -> bool,
+    ) -> Result<()> {
+        while let Some(record) = self.ring.next() {
+            if !handle(Event::parse(&record)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until records are ready or `timeout` passes; a signal ends the
+    /// wait early. `output` (a pipe or fifo) is watched for its reader going away.
+    fn wait(&mut self, timeout: Duration, output: Option<BorrowedFd<'_>>) -> Result<Waited> {
+        let mut fds = vec![PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
+        // no events asked: a write end reports only errors and hangups
+        fds.extend(output.map(|fd| PollFd::new(fd, PollFlags::empty())));
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(err).context("cannot poll the ring buffer"),
+        }
+        let gone = PollFlags::POLLERR | PollFlags::POLLHUP;
+        let output_gone =
+            fds.get(1).and_then(|fd| fd.revents()).is_some_and(|events| events.intersects(gone));
+        Ok(if output_gone { Waited::OutputGone } else { Waited::Ready })
+    }
+
+    fn lost(&self) -> Result<u64> {
+        Ok(self.counters()?.lost())
+    }
+
+    /// Messages sent before a stop request are still written: records from
+    /// other CPUs can arrive a little out of order.
+    fn stop_cutoff(&self) -> Option<u64> {
+        Some(crate::clock::monotonic_ns())
+    }
+}
+
+/// Where struct bpf_prog_info (uapi) keeps recursion_misses, from 5.12.
+const RECURSION_MISSES_OFFSET: usize = 208;
+
+/// The program's recursion_misses; 0 where the kernel does not count them.
+fn recursion_misses(program: BorrowedFd) -> std::io::Result<u64> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = [0u8; 256];
+    let mut attr = InfoByFd {
+        bpf_fd: program.as_raw_fd() as u32,
+        info_len: info.len() as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes to `info` and updates
+    // attr.info_len to how many it knows
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &mut attr, std::mem::size_of::<InfoByFd>())
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let field = RECURSION_MISSES_OFFSET..RECURSION_MISSES_OFFSET + 8;
+    if (attr.info_len as usize) < field.end {
+        return Ok(0);
+    }
+    Ok(info[field].try_into().map(u64::from_ne_bytes).unwrap_or(0))
+}
+
+/// Loads and attaches per `choice`; `skipped` hears about every hook
+/// family that was tried and refused before the one that worked.
+fn load_and_attach(
+    settings: &Settings,
+    choice: HookChoice,
+    mut skipped: impl FnMut(&HookFailure),
+) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family)> {
+    system::check_btf()?;
+    let nr_cpus = aya::util::nr_cpus()
+        .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
+    let scratch_entries = u32::try_from(nr_cpus)? * abi::SCRATCH_SLOTS;
+    let kernel_settings = settings.kernel();
+
+    // The loader parses the kernel BTF itself, but program loading needs one
+    // too: free the loader's and share ours, so only one (15-20 MB) is alive.
+    // Declared first so it outlives the loader that borrows it, assigned
+    // only after the loader's own copy is freed.
+    #[allow(clippy::needless_late_init)]
+    let btf: Btf;
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    btf = Btf::from_sys_fs()
+        .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
+    loader
+        .btf(Some(&btf))
+        .map_max_entries(maps::EVENTS, settings.ring_bytes)
+        .map_max_entries(maps::SCRATCH, scratch_entries)
+        // not required to exist: the probe object has none (tests/objects.rs
+        // checks that every family's object has it)
+        .override_global(sockdump_ebpf::SETTINGS, kernel_settings.as_bytes(), false);
+
+    let mut failures = Vec::new();
+    for family in choice.candidates() {
+        // a forced hook skips the probe: loading it for real says more
+        let missing = match choice {
+            HookChoice::Auto => attach::missing(family, &mut loader, &btf, settings.verbose),
+            HookChoice::Only(_) => None,
+        };
+        let attached = match missing {
+            Some(reason) => Err(reason),
+            None => {
+                let mut ebpf = loader.load(family.object()).with_context(|| {
+                    let memlock = if system::maps_count_against_memlock() {
+                        " (this kernel counts BPF maps against the locked-memory limit: \
+                         run as root, or give sockdump cap_sys_resource)"
+                    } else {
+                        ""
+                    };
+                    format!("cannot load sockdump's eBPF object (maps or CO-RE relocations){memlock}")
+                })?;
+                attach::attach(&mut ebpf, family, &btf, settings.verbose).map(|kretprobes| (ebpf, kretprobes))
+            }
+        };
+        match attached {
+            Ok((ebpf, kretprobes)) => return Ok((ebpf, kretprobes, family)),
+            Err(reason) => {
+                let failure = HookFailure { family, reason };
+                skipped(&failure);
+                failures.push(failure);
+            }
+        }
+    }
+    Err(no_hook_error(choice, &failures))
+}
+
+fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error {
+    // the first line of each: with -v a reason carries a whole verifier log, already shown
+    let reasons: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.family.name, f.reason.lines().next().unwrap_or_default()))
+        .collect();
+    match choice {
+        HookChoice::Auto => anyhow!("no hook family works on this kernel ({})", reasons.join("; ")),
+        HookChoice::Only(family) => anyhow!(
+            "--hook {} is not available on this kernel: {}; try --hook auto",
+            family.name,
+            failures.first().map_or("", |f| f.reason.as_str())
+        ),
+    }
+}
+
+/// The ring buffer size for `segs` messages of `seg_size` bytes plus headers,
+/// rounded up to a power of two as the kernel requires.
+pub fn ring_bytes(seg_size: u32, segs: u32) -> Result<u32> {
+    const MIN: u64 = 64 * 1024;
+    const MAX: u64 = 1 << 30;
+    let want = (u64::from(seg_size) + abi::event::SIZE as u64 + 8) * u64::from(segs);
+    let bytes = want.max(MIN).next_power_of_two();
+    if bytes > MAX {
+        anyhow::bail!(
+            "--segs-in-buffer {segs} with --seg-size {seg_size} needs a {} MiB ring buffer; the most is {} MiB",
+            bytes >> 20,
+            MAX >> 20
+        );
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_a_power_of_two_holding_the_messages() {
+        assert_eq!(ring_bytes(51200, 100).unwrap(), 8 << 20);
+        assert_eq!(ring_bytes(1, 1).unwrap(), 64 * 1024);
+        assert!(ring_bytes(65536, 100_000).is_err());
+    }
+
+    #[test]
+    fn recursion_misses_offset_is_the_kernels() {
+        let offset = std::mem::offset_of!(aya_obj::generated::bpf_prog_info, recursion_misses);
+        assert_eq!(offset, RECURSION_MISSES_OFFSET);
+    }
+
+    #[test]
+    fn kernel_settings_carry_the_filter() {
+        let settings = Settings {
+            filter: Filter {
+                pid: Some(7),
+                comm: Some(b"a-very-long-thread-name".to_vec()),
+                sock_prefix: Some(b"\0abs".to_vec()),
+                sock_file: Some(SocketFile { ino: 9, dev: 3 }),
+            },
+            seg_size: 100,
+            segs_per_msg: 3,
+            ring_bytes: 1 << 20,
+            verbose: false,
+        };
+        let k = settings.kernel();
+        assert_eq!(k.filter_pid, 7);
+        assert_eq!(k.filter_comm_len, 15);
+        assert_eq!(&k.filter_comm[..16], b"a-very-long-thr\0");
+        assert_eq!(k.filter_path_len, 4);
+        assert_eq!(&k.filter_path[..5], b"\0abs\0");
+        assert_eq!((k.filter_ino, k.filter_dev), (9, 3));
+        assert_eq!((k.seg_size, k.segs_per_msg, k.wakeup_bytes), (100, 3, 1 << 17));
+        assert_eq!(k.self_tgid, std::process::id());
+        assert_eq!(k.as_bytes().len(), std::mem::size_of::<abi::Settings>());
+    }
+
+    #[test]
+    fn hook_choices_are_auto_and_the_families() {
+        assert_eq!(HookChoice::parse("auto"), Some(HookChoice::Auto));
+        for family in FAMILIES {
+            assert_eq!(HookChoice::parse(family.name).map(|c| c.to_string()), Some(family.name.to_string()));
+        }
+        assert_eq!(HookChoice::parse("uprobe"), None);
+        assert_eq!(HookChoice::Auto.candidates().len(), FAMILIES.len());
+    }
+}

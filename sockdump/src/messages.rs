@@ -1,0 +1,38 @@
+//! What sockdump says to the person running it, on stderr, one line each:
+//! progress, totals and notes. Errors are formatted by main.
+
+use std::io::{self, Write};
+
+use crate::capture::KernelCounters;
+
+/// One line on stderr. A closed stderr (`2>&1 | head`, a hung-up terminal)
+/// is not a reason to fail.
+pub fn note(line: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
+/// Capture is live.
+pub fn listening(family: &sockdump_ebpf::Family, snapshot_length: u32) {
+    note(format_args!(
+        "listening on unix sockets, hook {} ({}), snapshot length {snapshot_length} bytes",
+        family.name, family.description
+    ));
+}
+
+/// The totals at the end, as tcpdump prints them.
+pub fn totals(captured: u64, lost: u64) {
+    note(format_args!("{captured} packets captured, {lost} lost"));
+}
+
+/// With -v: where the lost messages went, and how often the kernel skipped
+/// sockdump's programs.
+pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: u64) {
+    note(format_args!(
+        "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, \
+         {} returns the hook never saw, {} malformed records",
+        counters.lost_ringbuf, counters.lost_mmsg, counters.lost_inflight, counters.lost_no_exit, malformed
+    ));
+    note(format_args!(
+        "skipped: the kernel skipped sockdump's programs {skipped_runs} times (already running on that CPU)"
+    ));
+}

@@ -1,0 +1,185 @@
+//! Turns the command line into what the pipeline is built from: the
+//! kernel-side settings and filter, and the sink for the output format.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use sockdump_common::abi;
+
+use crate::capture::{self, Filter, Settings, SocketFile};
+use crate::cli::{Cli, LinkChoice};
+use crate::clock::{WallClock, Zone};
+use crate::messages::note;
+use crate::output::framing::{Link, PortMap};
+use crate::output::pcap::PcapSink;
+use crate::output::pcapng::PcapngSink;
+use crate::output::{text::TextSink, Destination, Sink, SinkOptions};
+use crate::system;
+
+/// Refuses options that would be silently ignored, and binary output to a terminal.
+pub fn check_output_options(cli: &Cli) -> Result<()> {
+    use std::io::IsTerminal;
+    if !cli.format.is_capture_file() {
+        if cli.link != LinkChoice::Ethernet {
+            bail!("--link applies to --format pcap and pcapng only");
+        }
+        if !cli.port_map.is_empty() {
+            bail!("--port-map applies to --format pcap and pcapng only");
+        }
+        return Ok(());
+    }
+    if cli.link == LinkChoice::User && !cli.port_map.is_empty() {
+        bail!("--port-map applies to --link ethernet only: --link user has no ports");
+    }
+    let to_stdout = cli.output.as_deref().is_none_or(|p| p == Path::new("-"));
+    if to_stdout && io::stdout().is_terminal() {
+        bail!(
+            "not writing a binary {} capture to the terminal: give -o FILE, or pipe it \
+             (sockdump --format pcapng -o - | wireshark -k -i -)",
+            if cli.format == crate::cli::Format::Pcap { "pcap" } else { "pcapng" }
+        );
+    }
+    Ok(())
+}
+
+/// The filter options in effect, as recorded in pcapng files.
+pub fn filter_description(cli: &Cli) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(pid) = cli.pid {
+        parts.push(format!("--pid {pid}"));
+    }
+    if let Some(sock) = cli.sock_prefix() {
+        parts.push(format!("--sock {sock}"));
+    }
+    if let Some(comm) = &cli.comm {
+        parts.push(format!("--comm {comm}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// The sink for --format, writing to `destination`; `flush_each`: after
+/// every message (a pipe or fifo) rather than per ring buffer drain.
+pub fn make_sink(
+    cli: &Cli,
+    destination: Destination,
+    flush_each: bool,
+    clock: WallClock,
+) -> Result<Box<dyn Sink>> {
+    if !cli.format.is_capture_file() {
+        return Ok(Box::new(TextSink::new(destination, cli.format, clock, Zone::Local)));
+    }
+    let options = SinkOptions {
+        link: match cli.link {
+            LinkChoice::Ethernet => Link::Ethernet,
+            LinkChoice::User => Link::User,
+        },
+        ports: PortMap::new(cli.port_map.clone()),
+        clock,
+        flush_each,
+        filter: filter_description(cli),
+    };
+    let sink: Box<dyn Sink> = if cli.format == crate::cli::Format::Pcap {
+        Box::new(PcapSink::new(destination, options).context("cannot write the pcap header")?)
+    } else {
+        Box::new(PcapngSink::new(destination, options).context("cannot write the pcapng header")?)
+    };
+    Ok(sink)
+}
+
+/// The filter options the kernel applies: for a live capture.
+pub fn settings_from(cli: &Cli) -> Result<Settings> {
+    Ok(Settings {
+        filter: filter_from(cli)?,
+        seg_size: cli.seg_size,
+        segs_per_msg: cli.segs_per_msg,
+        ring_bytes: capture::ring_bytes(cli.seg_size, cli.segs_in_buffer)?,
+        verbose: cli.verbose > 0,
+    })
+}
+
+/// Validates --pid, --comm and --sock (the same filter for a capture and -r).
+pub fn filter_from(cli: &Cli) -> Result<Filter> {
+    let comm = cli.comm.as_ref().map(|name| {
+        let bytes = name.as_bytes();
+        if bytes.len() >= abi::COMM_LEN {
+            note(format_args!(
+                "sockdump: note: --comm {name}: the kernel keeps the first {} bytes of thread names, matching {}",
+                abi::COMM_LEN - 1,
+                String::from_utf8_lossy(&bytes[..abi::COMM_LEN - 1])
+            ));
+        }
+        bytes[..bytes.len().min(abi::COMM_LEN - 1)].to_vec()
+    });
+    let (sock_prefix, sock_file) = match cli.sock_prefix() {
+        Some(sock) => (Some(sun_path_prefix(sock)?), socket_file(sock)),
+        None => (None, None),
+    };
+    Ok(Filter { pid: cli.pid, comm, sock_prefix, sock_file })
+}
+
+/// `--sock` as `sun_path` bytes: `@name` is abstract (a leading NUL byte).
+pub fn sun_path_prefix(sock: &str) -> Result<Vec<u8>> {
+    let bytes = match sock.strip_prefix('@') {
+        Some(name) => [&[0u8][..], name.as_bytes()].concat(),
+        None => sock.as_bytes().to_vec(),
+    };
+    if bytes.is_empty() {
+        bail!("--sock is empty: give a socket path or prefix, or leave it out to capture every socket");
+    }
+    // A path needs its terminating NUL inside sun_path; an abstract name does not.
+    let room = if bytes[0] == 0 { abi::PATH_MAX } else { abi::PATH_MAX - 1 };
+    if bytes.len() > room {
+        bail!(
+            "--sock {sock}: {} bytes, but a unix socket {} holds at most {} bytes",
+            bytes.len() - usize::from(bytes[0] == 0),
+            if bytes[0] == 0 { "abstract name" } else { "path" },
+            room - usize::from(bytes[0] == 0)
+        );
+    }
+    Ok(bytes)
+}
+
+/// The socket file `--sock` names, if it exists: then sockets bound to it
+/// match however the application spelled the path.
+fn socket_file(sock: &str) -> Option<SocketFile> {
+    if sock.starts_with('@') {
+        return None;
+    }
+    let meta = std::fs::metadata(Path::new(sock)).ok()?;
+    meta.file_type().is_socket().then(|| SocketFile { ino: meta.ino(), dev: system::kernel_dev(meta.dev()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abstract_names_start_with_nul() {
+        assert_eq!(sun_path_prefix("@abc").unwrap(), b"\0abc");
+        assert_eq!(sun_path_prefix("/run/x").unwrap(), b"/run/x");
+    }
+
+    #[test]
+    fn over_long_paths_are_refused() {
+        assert!(sun_path_prefix(&"a".repeat(107)).is_ok());
+        let err = sun_path_prefix(&"a".repeat(108)).unwrap_err().to_string();
+        assert!(err.contains("108 bytes") && err.contains("at most 107"), "{err}");
+        assert!(sun_path_prefix(&format!("@{}", "a".repeat(107))).is_ok());
+        assert!(sun_path_prefix(&format!("@{}", "a".repeat(108))).is_err());
+        assert!(sun_path_prefix("").is_err());
+    }
+
+    #[test]
+    fn existing_socket_files_are_matched_by_inode() {
+        let dir = std::env::temp_dir().join(format!("sockdump-run-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let file = socket_file(path.to_str().unwrap()).expect("a socket file");
+        assert_eq!(file.ino, std::fs::metadata(&path).unwrap().ino());
+        assert_eq!(socket_file(dir.to_str().unwrap()), None, "a directory is not a socket");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
