@@ -34,7 +34,8 @@ fn parse(object: &[u8]) -> Parsed {
 }
 
 /// Each program is in the object, in a section of its kind naming its target
-/// where the section names one; and the object holds no other program.
+/// where the section names one; and the object holds no other program (so
+/// nothing only the benchmarks use ships in sockdump).
 fn check_programs(what: &str, parsed: &Parsed, programs: &[Program]) {
     for program in programs {
         let section = parsed
@@ -45,9 +46,11 @@ fn check_programs(what: &str, parsed: &Parsed, programs: &[Program]) {
             .unwrap_or_else(|| panic!("{what}: no program {}", program.name));
         let (kind, target) = section.split_once('/').map_or((section, None), |(k, t)| (k, Some(t)));
         assert_eq!(kind, program.attach.section(), "{what}: section of {}", program.name);
+        // a section naming a function must name the only one it attaches to
         if let Some(target) = target {
-            assert!(
-                program.attach.targets().contains(&target),
+            assert_eq!(
+                program.attach.targets(),
+                [target],
                 "{what}: {} is in SEC(\"{section}\")",
                 program.name
             );
