@@ -48,6 +48,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("--seg-size", true),
     ("--hook", true),
     ("--port-map", true),
+    ("--all-users", false),
 ];
 
 /// Whether Wireshark started this process (rather than a user).
@@ -199,6 +200,13 @@ pub fn config(hooks: &[HookValue<'_>]) -> String {
             "{group=Capture}",
         ),
         (
+            "--all-users",
+            "All users' conversations",
+            "boolflag",
+            "Also other users' conversations; without it a user who is not root sees only those one side of which runs under their own user id",
+            "{default=false}{group=Filter}",
+        ),
+        (
             "--port-map",
             "Port map",
             "string",
@@ -256,15 +264,24 @@ mod tests {
             "/tmp/in",
             "--extcap-control-out",
             "/tmp/out",
+            "--all-users",
             "--seg-size=1000",
         ]);
         assert_eq!(
             got,
             Ok(Call::Capture(Capture {
                 fifo: "/tmp/wireshark_extcap_sockdump_1".into(),
-                options: ["--sock", "/run/docker.sock", "--seg-size", "1000", "--comm", "curl"]
-                    .map(String::from)
-                    .to_vec(),
+                options: [
+                    "--sock",
+                    "/run/docker.sock",
+                    "--all-users",
+                    "--seg-size",
+                    "1000",
+                    "--comm",
+                    "curl"
+                ]
+                .map(String::from)
+                .to_vec(),
             }))
         );
         assert_eq!(call(&["--capture", "--extcap-interface", "sockdump"]), Err(ExtcapError::MissingFifo));

@@ -132,6 +132,8 @@ fn settings_match_the_header() {
         filter_path_len,
         seg_size,
         segs_per_msg,
+        filter_uid_on,
+        filter_uid,
         pad0,
         filter_comm,
         filter_path,

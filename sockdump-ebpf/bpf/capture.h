@@ -268,6 +268,19 @@ static __always_inline bool comm_matches(void)
 	return true;
 }
 
+/* Without --all-users, a non-root caller sees only conversations one side
+ * of which is theirs: the sender, or the owner of the socket at the other
+ * end (sk_uid is set from the creator's fsuid). */
+static __always_inline bool uid_matches(const struct sock *sk)
+{
+	const struct sock *peer;
+
+	if (!settings.filter_uid_on || (__u32)bpf_get_current_uid_gid() == settings.filter_uid)
+		return true;
+	peer = (const struct sock *)BPF_CORE_READ((const struct unix_sock *)sk, peer);
+	return peer && BPF_CORE_READ(peer, sk_uid.val) == settings.filter_uid;
+}
+
 /* Whether the send may carry a destination address, which decides --sock. */
 static __always_inline bool may_name_destination(const struct inflight *f)
 {
@@ -288,7 +301,7 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 
 	if (is_self())
 		return false;
-	if (!comm_matches())
+	if (!comm_matches() || !uid_matches(sk))
 		return false;
 	if (settings.filter_pid && tgid != settings.filter_pid &&
 	    pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) != settings.filter_pid)

@@ -120,10 +120,15 @@ struct sock_common {
 
 struct socket;
 
+typedef struct {
+	__u32 val;
+} kuid_t;
+
 struct sock {
 	struct sock_common __sk_common;
 	struct pid *sk_peer_pid;
 	struct socket *sk_socket;
+	kuid_t sk_uid; /* the socket's owner (4.10+) */
 };
 
 struct unix_sock {

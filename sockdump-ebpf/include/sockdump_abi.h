@@ -108,6 +108,10 @@ struct sockdump_settings {
 	__u32 filter_path_len; /* bytes of filter_path to match, 0 = any */
 	__u32 seg_size;        /* --seg-size */
 	__u32 segs_per_msg;    /* --segs-per-msg */
+	/* a non-root caller without --all-users: only sends by filter_uid, or on
+	 * a socket whose peer is owned by filter_uid (kernel uids) */
+	__u32 filter_uid_on;
+	__u32 filter_uid;
 	__u32 pad0;
 	char filter_comm[SOCKDUMP_COMM_LEN];
 	/* --sock prefix as sun_path bytes; an abstract name starts with NUL */
@@ -115,7 +119,7 @@ struct sockdump_settings {
 	__u8 pad1[4];
 };
 
-_Static_assert(sizeof(struct sockdump_settings) == 192, "sockdump_settings size is ABI");
+_Static_assert(sizeof(struct sockdump_settings) == 200, "sockdump_settings size is ABI");
 _Static_assert(sizeof(struct sockdump_event) == 288, "sockdump_event size is ABI");
 _Static_assert(__builtin_offsetof(struct sockdump_event, comm) == 56, "comm offset is ABI");
 _Static_assert(sizeof(struct sockdump_event) % 8 == 0, "records stay 8-byte aligned");

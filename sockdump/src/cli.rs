@@ -102,6 +102,17 @@ pub struct Cli {
     #[arg(value_name = "SOCK", conflicts_with = "sock")]
     pub sock_positional: Option<String>,
 
+    /// As root: capture, then drop to USER (and its groups) before opening
+    /// the output, so files are USER's, as tcpdump's -Z
+    #[arg(short = 'Z', long, value_name = "USER")]
+    pub relinquish_privileges: Option<String>,
+
+    /// Also other users' conversations. A user who is not root (capturing
+    /// through file capabilities) otherwise sees only conversations one side
+    /// of which runs under their own uid; root always sees all.
+    #[arg(long, conflicts_with = "read")]
+    pub all_users: bool,
+
     /// Only messages sent by threads named NAME (exact; the kernel keeps 15 bytes)
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,

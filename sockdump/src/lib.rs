@@ -11,6 +11,7 @@ pub mod clock;
 pub mod extcap;
 pub mod messages;
 pub mod output;
+pub mod privileges;
 pub mod pump;
 pub mod read;
 pub mod run;

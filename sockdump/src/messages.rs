@@ -19,6 +19,13 @@ pub fn listening(family: &sockdump_ebpf::Family, snapshot_length: u32) {
     ));
 }
 
+/// A non-root caller without --all-users.
+pub fn own_conversations_only(uid: u32) {
+    note(format_args!(
+        "sockdump: only conversations one side of which runs as uid {uid} (yours); --all-users shows all"
+    ));
+}
+
 /// The totals at the end, as tcpdump prints them.
 pub fn totals(captured: u64, lost: u64) {
     note(format_args!("{captured} packets captured, {lost} lost"));

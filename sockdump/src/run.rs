@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::capture::{Capture, HookChoice};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+
+use crate::capture::{self, Capture, HookChoice};
 use crate::cli::Cli;
 use crate::clock::WallClock;
 use crate::messages::{self, note};
-use crate::output;
+use crate::output::{self, Output};
+use crate::privileges::{self, Account, StillNeeded};
 use crate::pump::{pump, Limits};
 use crate::read::FileSource;
 use crate::{setup, system};
@@ -27,9 +30,10 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn capture_live(cli: &Cli) -> Result<()> {
     let settings = setup::settings_from(cli)?;
+    let account = relinquish_to(cli)?;
     system::check_privileges()?;
     system::raise_memlock_limit();
-    let stop = stop_on_signals()?;
+    let signals = HeldSignals::hold()?;
     // Capture starts before the output is opened: a capture that cannot
     // start leaves an existing file alone.
     let mut capture = Capture::start(&settings, cli.hook, |failure| {
@@ -38,11 +42,15 @@ fn capture_live(cli: &Cli) -> Result<()> {
             note(format_args!("sockdump: hook {} not available: {}", failure.family.name, failure.reason));
         }
     })?;
-    let output = output::open_destination(cli.output.as_deref())?;
+    let output = open_output(cli, account.as_ref(), capture.still_needed(account.is_some()))?;
+    let stop = signals.arm()?;
     let flush_each = !output.is_regular_file();
     let mut sink = setup::make_sink(cli, output.writer, flush_each, WallClock::now())?;
     if !cli.quiet {
         messages::listening(capture.family(), settings.seg_size);
+        if let Some(uid) = settings.filter.uid {
+            messages::own_conversations_only(uid);
+        }
     }
     let limits =
         Limits { count: cli.count, stop: &stop, output: output.reader.as_ref().map(|fd| fd.as_fd()) };
@@ -60,9 +68,11 @@ fn capture_live(cli: &Cli) -> Result<()> {
 /// `-r FILE`: replays a capture sockdump wrote into any format, as `tcpdump -r`.
 fn read_file(cli: &Cli, path: &Path) -> Result<()> {
     let filter = setup::filter_from(cli)?;
-    let stop = stop_on_signals()?;
+    let account = relinquish_to(cli)?;
+    let signals = HeldSignals::hold()?;
     let mut source = FileSource::open(path, filter)?;
-    let output = output::open_destination(cli.output.as_deref())?;
+    let output = open_output(cli, account.as_ref(), StillNeeded::default())?;
+    let stop = signals.arm()?;
     let flush_each = !output.is_regular_file();
     // timestamps in the file are wall-clock already
     let mut sink = setup::make_sink(cli, output.writer, flush_each, WallClock::with_offset(0))?;
@@ -73,15 +83,58 @@ fn read_file(cli: &Cli, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The first Ctrl-C or SIGTERM asks for a clean stop; a second one exits at once.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
+/// `-Z USER`, looked up before anything starts.
+fn relinquish_to(cli: &Cli) -> Result<Option<Account>> {
+    cli.relinquish_privileges.as_deref().map(Account::lookup).transpose()
+}
+
+/// Opens the output and drops every capability: with `-Z` as the user the
+/// file is for (so it is theirs), otherwise as the caller, before dropping
+/// them (root may need to override file permissions to create it).
+fn open_output(cli: &Cli, account: Option<&Account>, needed: StillNeeded) -> Result<Output> {
+    if account.is_some() {
+        privileges::relinquish(account, needed)?;
+        return output::open_destination(cli.output.as_deref());
+    }
+    let output = output::open_destination(cli.output.as_deref())?;
+    privileges::relinquish(None, needed)?;
+    Ok(output)
+}
+
+/// SIGINT, SIGTERM and SIGHUP, held until the handler is armed: its thread
+/// must start after capabilities are dropped (they belong to threads), and
+/// a signal while loading is then handled, not fatal.
+struct HeldSignals {
+    before: SigSet,
+}
+
+impl HeldSignals {
+    fn hold() -> Result<Self> {
+        let mut stop_signals = SigSet::empty();
+        for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            stop_signals.add(signal);
         }
-    })
-    .context("cannot install the SIGINT/SIGTERM handler")?;
-    Ok(stop)
+        let mut before = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stop_signals), Some(&mut before))
+            .context("cannot hold SIGINT/SIGTERM")?;
+        Ok(HeldSignals { before })
+    }
+
+    /// The first signal asks for a clean stop; a second one exits at once,
+    /// deleting what would outlive sockdump in the kernel. A signal held
+    /// until now is handled as soon as this returns.
+    fn arm(self) -> Result<Arc<AtomicBool>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                capture::remove_kernel_state_before_exit();
+                std::process::exit(130);
+            }
+        })
+        .context("cannot install the SIGINT/SIGTERM handler")?;
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.before), None)
+            .context("cannot restore the signal mask")?;
+        Ok(stop)
+    }
 }

@@ -116,7 +116,15 @@ pub fn filter_from(cli: &Cli) -> Result<Filter> {
         Some(sock) => (Some(sun_path_prefix(sock)?), socket_file(sock)),
         None => (None, None),
     };
-    Ok(Filter { pid: cli.pid, comm, sock_prefix, sock_file })
+    Ok(Filter { pid: cli.pid, comm, sock_prefix, sock_file, uid: own_conversations_only(cli) })
+}
+
+/// A non-root caller (running through file capabilities) sees only
+/// conversations of their own uid unless --all-users: capture rights are
+/// not a licence to read everyone's traffic. Root sees everything.
+fn own_conversations_only(cli: &Cli) -> Option<u32> {
+    let uid = nix::unistd::getuid().as_raw();
+    (uid != 0 && !cli.all_users && cli.read.is_none()).then_some(uid)
 }
 
 /// `--sock` as `sun_path` bytes: `@name` is abstract (a leading NUL byte).

@@ -7,16 +7,48 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use caps::Capability;
+
+use crate::privileges::with_capability;
 
 /// The most the kernel accepts (KRETPROBE_MAXACTIVE_MAX); each instance is
 /// a few dozen bytes of kernel memory.
 const MAXACTIVE: u32 = 4096;
 
-/// Event groups are named after the process, so a run can tell its own
-/// events from those a killed run left behind.
+/// Event groups are named after the process, `sockdump_<pid namespace
+/// inode>_<pid>`: unique across containers, and a run can tell the events
+/// a killed run of its own namespace left behind.
 const GROUP_PREFIX: &str = "sockdump_";
+
+/// This process's event group.
+fn own_group() -> String {
+    format!("{GROUP_PREFIX}{}_{}", own_pid_namespace(), std::process::id())
+}
+
+fn own_pid_namespace() -> u64 {
+    fs::metadata("/proc/self/ns/pid").map_or(0, |ns| ns.ino())
+}
+
+/// Events alive now, for [`remove_all_before_exit`]: (kprobe_events, event,
+/// perf event descriptor).
+static LIVE: Mutex<Vec<(PathBuf, String, RawFd)>> = Mutex::new(Vec::new());
+
+/// Deletes every event of this process at once, for an exit that skips
+/// destructors (a second Ctrl-C): the kernel refuses to delete an event
+/// still in use, so its perf event is closed first.
+pub fn remove_all_before_exit() {
+    let Ok(live) = LIVE.lock() else { return };
+    for (kprobe_events, event, perf) in live.iter() {
+        // SAFETY: the process exits right after; nothing uses the fd again
+        unsafe { libc::close(*perf) };
+        let _ = delete_event(kprobe_events, event);
+    }
+}
 
 /// The tracefs directory holding `kprobe_events`, if tracefs is mounted.
 pub fn tracefs() -> Option<PathBuf> {
@@ -44,7 +76,7 @@ pub fn attach(tracefs: &Path, functions: &[&str], program: BorrowedFd) -> io::Re
 impl Kretprobe {
     fn attach(tracefs: &Path, function: &str, program: BorrowedFd) -> io::Result<Self> {
         let kprobe_events = tracefs.join("kprobe_events");
-        let event = format!("{GROUP_PREFIX}{}/{function}", std::process::id());
+        let event = format!("{}/{function}", own_group());
         append(&kprobe_events, &format!("r{MAXACTIVE}:{event} {function}"))?;
         // from here on, dropping `probe` deletes the event
         let mut probe = Kretprobe { kprobe_events, event, perf: None };
@@ -63,6 +95,9 @@ impl Kretprobe {
                 return Err(io::Error::last_os_error());
             }
         }
+        if let Ok(mut live) = LIVE.lock() {
+            live.push((probe.kprobe_events.clone(), probe.event.clone(), perf.as_raw_fd()));
+        }
         probe.perf = Some(perf);
         Ok(probe)
     }
@@ -70,10 +105,19 @@ impl Kretprobe {
 
 impl Drop for Kretprobe {
     fn drop(&mut self) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|(_, event, _)| *event != self.event);
+        }
         // the kernel refuses to delete an event still in use
         drop(self.perf.take());
-        let _ = append(&self.kprobe_events, &format!("-:{}", self.event));
+        let _ = delete_event(&self.kprobe_events, &self.event);
     }
+}
+
+/// tracefs is root's: after `-Z USER` deleting needs CAP_DAC_OVERRIDE,
+/// which stays permitted for this alone (see privileges.rs).
+fn delete_event(kprobe_events: &Path, event: &str) -> io::Result<()> {
+    with_capability(Capability::CAP_DAC_OVERRIDE, || append(kprobe_events, &format!("-:{event}")))
 }
 
 fn append(kprobe_events: &Path, line: &str) -> io::Result<()> {
@@ -84,21 +128,27 @@ fn append(kprobe_events: &Path, line: &str) -> io::Result<()> {
 /// Deletes events of sockdump runs that were killed before they could.
 fn remove_stale_events(kprobe_events: &Path) {
     let Ok(listing) = fs::read_to_string(kprobe_events) else { return };
-    for event in stale_events(&listing, |pid| Path::new(&format!("/proc/{pid}")).exists()) {
+    let namespace = own_pid_namespace();
+    for event in stale_events(&listing, namespace, |pid| Path::new(&format!("/proc/{pid}")).exists()) {
         let _ = append(kprobe_events, &format!("-:{event}"));
     }
 }
 
 /// The `group/event` names in a kprobe_events listing that belong to
-/// sockdump processes no longer alive (or to this one: a pid reused).
-fn stale_events(listing: &str, alive: impl Fn(u32) -> bool) -> Vec<&str> {
+/// sockdump processes of pid namespace `namespace` no longer alive (or to
+/// this one: a pid reused). Other namespaces' pids cannot be checked from
+/// here: their events are left alone.
+fn stale_events(listing: &str, namespace: u64, alive: impl Fn(u32) -> bool) -> Vec<&str> {
     let own = std::process::id();
     listing
         .lines()
         .filter_map(|line| line.split_whitespace().next()?.split_once(':').map(|(_, event)| event))
         .filter(|event| {
-            let pid = event.strip_prefix(GROUP_PREFIX).and_then(|rest| rest.split_once('/'));
-            pid.and_then(|(pid, _)| pid.parse().ok()).is_some_and(|pid: u32| pid == own || !alive(pid))
+            let group = event.split_once('/').and_then(|(group, _)| group.strip_prefix(GROUP_PREFIX));
+            let owner = group
+                .and_then(|g| g.split_once('_'))
+                .and_then(|(ns, pid)| Some((ns.parse().ok()?, pid.parse().ok()?)));
+            owner.is_some_and(|(ns, pid): (u64, u32)| ns == namespace && (pid == own || !alive(pid)))
         })
         .collect()
 }
@@ -157,17 +207,43 @@ mod tests {
     }
 
     #[test]
-    fn stale_events_are_those_of_dead_sockdumps_and_this_pid() {
+    fn stale_events_are_those_of_dead_sockdumps_and_this_pid_in_this_namespace() {
         let own = std::process::id();
         let listing = format!(
-            "r4096:sockdump_11/unix_stream_sendmsg unix_stream_sendmsg\n\
-             r4096:sockdump_22/unix_dgram_sendmsg unix_dgram_sendmsg\n\
-             r4096:sockdump_{own}/unix_stream_sendmsg unix_stream_sendmsg\n\
+            "r4096:sockdump_7_11/unix_stream_sendmsg unix_stream_sendmsg\n\
+             r4096:sockdump_7_22/unix_dgram_sendmsg unix_dgram_sendmsg\n\
+             r4096:sockdump_7_{own}/unix_stream_sendmsg unix_stream_sendmsg\n\
+             r4096:sockdump_8_11/unix_stream_sendmsg unix_stream_sendmsg\n\
              p:kprobes/other do_sys_open\n\
-             r:sockdump_x/odd do_sys_open\n"
+             r:sockdump_x/odd do_sys_open\n\
+             r:sockdump_11/old do_sys_open\n"
         );
-        let stale = stale_events(&listing, |pid| pid == 22);
-        let own_event = format!("sockdump_{own}/unix_stream_sendmsg");
-        assert_eq!(stale, vec!["sockdump_11/unix_stream_sendmsg", own_event.as_str()]);
+        let stale = stale_events(&listing, 7, |pid| pid == 22);
+        let own_event = format!("sockdump_7_{own}/unix_stream_sendmsg");
+        assert_eq!(stale, vec!["sockdump_7_11/unix_stream_sendmsg", own_event.as_str()]);
+    }
+
+    #[test]
+    fn groups_differ_between_pid_namespaces() {
+        let group = own_group();
+        let ns = own_pid_namespace();
+        assert!(ns != 0, "the pid namespace inode is readable");
+        assert_eq!(group, format!("sockdump_{ns}_{}", std::process::id()));
+    }
+
+    #[test]
+    fn an_exit_skipping_destructors_still_deletes_live_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let kprobe_events = dir.path().join("kprobe_events");
+        fs::write(&kprobe_events, "").unwrap();
+        let (perf, _other_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let perf = OwnedFd::from(perf);
+        LIVE.lock().unwrap().push((kprobe_events.clone(), "sockdump_1_2/f".into(), perf.as_raw_fd()));
+        remove_all_before_exit();
+        // the descriptor was closed: the fd number is no longer valid
+        assert_eq!(unsafe { libc::fcntl(perf.as_raw_fd(), libc::F_GETFD) }, -1);
+        std::mem::forget(perf);
+        assert_eq!(fs::read_to_string(&kprobe_events).unwrap(), "-:sockdump_1_2/f\n");
+        LIVE.lock().unwrap().clear();
     }
 }

@@ -16,6 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sockdump_common::{abi, Event};
 use sockdump_ebpf::{maps, Family, FAMILIES};
 
+use crate::privileges::StillNeeded;
 use crate::pump::{Source, Waited};
 use crate::system;
 use kretprobe::Kretprobe;
@@ -90,6 +91,9 @@ pub struct Filter {
     /// `sun_path` prefix bytes; an abstract name starts with a NUL byte.
     pub sock_prefix: Option<Vec<u8>>,
     pub sock_file: Option<SocketFile>,
+    /// Only conversations one side of which runs under this (kernel) uid:
+    /// a non-root caller without --all-users.
+    pub uid: Option<u32>,
 }
 
 /// Everything the kernel side is configured with.
@@ -114,6 +118,8 @@ impl Settings {
             self_pidns_dev: own_pid_namespace.map_or(0, |(dev, _)| dev),
             self_pidns_ino: own_pid_namespace.map_or(0, |(_, ino)| ino),
             filter_pid: filter.pid.unwrap_or(0),
+            filter_uid_on: filter.uid.is_some().into(),
+            filter_uid: filter.uid.unwrap_or(0),
             filter_ino: filter.sock_file.map_or(0, |f| f.ino),
             filter_dev: filter.sock_file.map_or(0, |f| f.dev),
             seg_size: self.seg_size,
@@ -152,6 +158,12 @@ impl KernelCounters {
     }
 }
 
+/// Deletes what the capture made in the kernel that would outlive the
+/// process (tracefs events), for an exit that skips destructors.
+pub fn remove_kernel_state_before_exit() {
+    kretprobe::remove_all_before_exit();
+}
+
 /// A running capture: programs attached, records arriving in the ring buffer.
 pub struct Capture {
     family: &'static Family,
@@ -159,7 +171,7 @@ pub struct Capture {
     counters: PerCpuArray<MapData, u64>,
     /// Kretprobes sockdump made itself (see kretprobe.rs); dropping them
     /// detaches them and deletes their events.
-    _kretprobes: Vec<Kretprobe>,
+    kretprobes: Vec<Kretprobe>,
     /// Owns the programs and their links: dropping it detaches everything.
     ebpf: Ebpf,
 }
@@ -185,7 +197,7 @@ impl Capture {
             family,
             ring: RingBuf::try_from(ring)?,
             counters: PerCpuArray::try_from(counters)?,
-            _kretprobes: kretprobes,
+            kretprobes,
             ebpf,
         })
     }
@@ -193,6 +205,12 @@ impl Capture {
     /// The hook family capturing.
     pub fn family(&self) -> &'static Family {
         self.family
+    }
+
+    /// What ending this capture needs once capture is live, after becoming
+    /// another user: deleting the kretprobe events it made in root's tracefs.
+    pub fn still_needed(&self, other_user: bool) -> StillNeeded {
+        StillNeeded { dac_override: other_user && !self.kretprobes.is_empty() }
     }
 
     pub fn counters(&self) -> Result<KernelCounters> {
@@ -420,6 +438,7 @@ mod tests {
                 comm: Some(b"a-very-long-thread-name".to_vec()),
                 sock_prefix: Some(b"\0abs".to_vec()),
                 sock_file: Some(SocketFile { ino: 9, dev: 3 }),
+                uid: Some(1000),
             },
             seg_size: 100,
             segs_per_msg: 3,
@@ -433,6 +452,7 @@ mod tests {
         assert_eq!(k.filter_path_len, 4);
         assert_eq!(&k.filter_path[..5], b"\0abs\0");
         assert_eq!((k.filter_ino, k.filter_dev), (9, 3));
+        assert_eq!((k.filter_uid_on, k.filter_uid), (1, 1000));
         assert_eq!((k.seg_size, k.segs_per_msg, k.wakeup_bytes), (100, 3, 1 << 17));
         assert_eq!(k.self_tgid, std::process::id());
         assert_eq!(k.as_bytes().len(), std::mem::size_of::<abi::Settings>());

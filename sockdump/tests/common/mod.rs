@@ -163,13 +163,16 @@ impl Sockdump {
     }
 
     pub fn start_with(args: &[&str], stdout: Stdio) -> Sockdump {
-        let mut child = Command::new(SOCKDUMP)
-            .args(args)
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start sockdump");
+        let mut command = Command::new(SOCKDUMP);
+        command.args(args).stdout(stdout);
+        Self::start_command(command)
+    }
+
+    /// Starts `command` (sockdump, or a wrapper running it) and waits until
+    /// capture is live.
+    pub fn start_command(mut command: Command) -> Sockdump {
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut child = command.stderr(Stdio::piped()).stdin(Stdio::null()).spawn().expect("start sockdump");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
