@@ -8,6 +8,7 @@ use sockdump_common::abi;
 
 use crate::capture::HookChoice;
 use crate::output::framing::PortMapEntry;
+use crate::output::Expect;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -146,9 +147,22 @@ pub struct Cli {
     /// since it shows anything an extcap prints there as an error.
     #[arg(skip)]
     pub quiet: bool,
+
+    /// --output is Wireshark's extcap fifo: open it, never create it.
+    #[arg(skip)]
+    pub output_is_fifo: bool,
 }
 
 impl Cli {
+    /// What may stand at the --output path.
+    pub fn output_expect(&self) -> Expect {
+        if self.output_is_fifo {
+            Expect::Fifo
+        } else {
+            Expect::File
+        }
+    }
+
     /// The --sock value (or the positional one), without a trailing `*`.
     pub fn sock_prefix(&self) -> Option<&str> {
         let sock = self.sock.as_deref().or(self.sock_positional.as_deref())?;

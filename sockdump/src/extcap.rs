@@ -50,6 +50,7 @@ pub fn answer(args: &[OsString]) -> Result<()> {
                 .chain(capture.options.into_iter().map(OsString::from));
             let mut cli = Cli::try_parse_from(argv).map_err(|err| anyhow!("{}", error_line(&err)))?;
             cli.quiet = true;
+            cli.output_is_fifo = true;
             crate::run::run(cli)?;
         }
     }

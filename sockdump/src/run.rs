@@ -94,9 +94,9 @@ fn relinquish_to(cli: &Cli) -> Result<Option<Account>> {
 fn open_output(cli: &Cli, account: Option<&Account>, needed: StillNeeded) -> Result<Output> {
     if account.is_some() {
         privileges::relinquish(account, needed)?;
-        return output::open_destination(cli.output.as_deref());
+        return output::open_destination(cli.output.as_deref(), cli.output_expect());
     }
-    let output = output::open_destination(cli.output.as_deref())?;
+    let output = output::open_destination(cli.output.as_deref(), cli.output_expect())?;
     privileges::relinquish(None, needed)?;
     Ok(output)
 }

@@ -314,7 +314,21 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
 
     let dir = TempDir::new("extcap-caps-s");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (requests, file) = capture_with_tshark(home.path(), Some("nobody"), dir.path(), &[]);
+    // the traffic is root's: a user sees it only with the dialog's all-users switch
+    let (requests, file) = capture_with_tshark(
+        home.path(),
+        Some("nobody"),
+        dir.path(),
+        &["-o", "extcap.sockdump.allusers:true"],
+    );
     assert!(check_requests(&file, &requests, dir.path()) >= 3);
+    let dir = TempDir::new("extcap-caps-own");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (_, file) = capture_with_tshark(home.path(), Some("nobody"), dir.path(), &[]);
+    assert_eq!(
+        common::count(Path::new(&file), "tcp.len > 0", &[]),
+        0,
+        "root's conversations leaked to nobody"
+    );
     std::fs::remove_dir_all(&bin).unwrap();
 }

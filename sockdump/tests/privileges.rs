@@ -159,3 +159,28 @@ fn a_user_sees_only_their_own_conversations_unless_all_users() {
     assert_eq!(all.matches("from-nobody").count(), 3, "{all}");
     assert_eq!(all.matches("from-root").count(), 3, "{all}");
 }
+
+#[test]
+fn a_symlink_or_another_users_file_at_the_output_is_refused_in_one_line() {
+    if skip_unless_root("a_symlink_or_another_users_file_at_the_output_is_refused_in_one_line") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("etc-shadow-stand-in");
+    std::fs::write(&target, b"keep").unwrap();
+    let link = dir.path().join("capture.pcapng");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let theirs = dir.path().join("theirs.pcapng");
+    std::fs::write(&theirs, b"keep").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(nobody().0), None).unwrap();
+    for (path, why) in [(&link, "symbolic link"), (&theirs, "not to you")] {
+        let out =
+            Command::new(SOCKDUMP).args(["--format", "pcapng", "-c", "1", "-o"]).arg(path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"keep");
+}

@@ -9,7 +9,7 @@ pub mod text;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -54,28 +54,94 @@ impl Output {
     }
 }
 
-/// Opens `path` (`-` or none for stdout). Files are mode 0600, even one that
-/// existed: captures hold whatever secrets went over the sockets.
-pub fn open_destination(path: Option<&Path>) -> Result<Output> {
+/// What may stand at an output path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// A file: created mode 0600, or an existing regular file or fifo of
+    /// the caller's (a regular one is truncated).
+    File,
+    /// Wireshark's extcap fifo: opened, never created or truncated.
+    Fifo,
+}
+
+/// Opens `path` (`-` or none for stdout). A capture holds other people's
+/// secrets, so a symlink is never followed, a file is created mode 0600,
+/// and a file that is not the caller's is never written into (it would stay
+/// readable to its owner). `/dev/null` is always fine.
+pub fn open_destination(path: Option<&Path>, expect: Expect) -> Result<Output> {
     let named = path.filter(|p| *p != Path::new("-"));
     let file = match named {
-        Some(p) => OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(p)
-            .with_context(|| format!("cannot write --output {}", p.display()))?,
+        Some(p) => {
+            open_private(p, expect).with_context(|| format!("cannot write --output {}", p.display()))?
+        }
         // a File on a duplicate of fd 1: io::Stdout would buffer lines again
         None => File::from(io::stdout().as_fd().try_clone_to_owned().context("cannot use stdout")?),
     };
     let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
-    if let (true, Some(p)) = (regular, named) {
-        file.set_permissions(Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make --output {} private (mode 0600)", p.display()))?;
-    }
     let reader = if regular { None } else { Some(file.try_clone()?.into()) };
     Ok(Output { writer: Box::new(BufWriter::with_capacity(1 << 16, file)), reader })
+}
+
+/// Why an output path is refused.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("it is a symbolic link; give the path it points to")]
+    Symlink,
+    #[error("it belongs to uid {0}, not to you; remove it or choose another name")]
+    NotYours(u32),
+    #[error("it is not a regular file or fifo")]
+    NotAFile,
+    #[error("it is not a fifo: Wireshark's extcap fifo was expected")]
+    NotAFifo,
+}
+
+fn open_private(path: &Path, expect: Expect) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if path == Path::new("/dev/null") {
+        return Ok(options.open(path)?);
+    }
+    if expect == Expect::File {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => return Ok(file),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    // It exists: look before opening, so someone else's fifo is not opened
+    // (that would block), then check that what was opened is what was seen.
+    let seen = std::fs::symlink_metadata(path)?;
+    let kind = seen.file_type();
+    if kind.is_symlink() {
+        return Err(Refused::Symlink.into());
+    }
+    match expect {
+        Expect::Fifo if !kind.is_fifo() => return Err(Refused::NotAFifo.into()),
+        Expect::File if !kind.is_file() && !kind.is_fifo() => return Err(Refused::NotAFile.into()),
+        _ => {}
+    }
+    if seen.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(Refused::NotYours(seen.uid()).into());
+    }
+    let file = options.open(path).map_err(|err| match err.raw_os_error() {
+        Some(libc::ELOOP) => Refused::Symlink.into(),
+        _ => anyhow::Error::from(err),
+    })?;
+    let opened = file.metadata()?;
+    if (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
+        anyhow::bail!("it was replaced while being opened");
+    }
+    if opened.file_type().is_file() {
+        file.set_len(0)?;
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// What the pcap and pcapng sinks are made with.
@@ -103,25 +169,75 @@ pub fn unix_now_ns() -> u64 {
 mod tests {
     use super::*;
 
+    fn refusal(path: &Path, expect: Expect) -> String {
+        format!("{:#}", open_destination(Some(path), expect).err().expect("refused"))
+    }
+
     #[test]
     fn files_are_private_and_the_rest_is_watched_for_its_reader() {
-        let dir = std::env::temp_dir().join(format!("sockdump-dest-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("f.pcapng");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.pcapng");
         std::fs::write(&file, b"old").unwrap();
         std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
-        let opened = open_destination(Some(&file)).unwrap();
+        let opened = open_destination(Some(&file), Expect::File).unwrap();
         assert!(opened.is_regular_file() && opened.reader.is_none());
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600), "truncated and private");
 
-        let null = open_destination(Some(Path::new("/dev/null"))).unwrap();
+        let new = dir.path().join("new.pcapng");
+        open_destination(Some(&new), Expect::File).unwrap();
+        assert_eq!(std::fs::metadata(&new).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let null = open_destination(Some(Path::new("/dev/null")), Expect::File).unwrap();
         assert!(!null.is_regular_file() && null.reader.is_some());
-        let fifo = dir.join("fifo");
+        let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let _reader =
             std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
-        assert!(!open_destination(Some(&fifo)).unwrap().is_regular_file());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!open_destination(Some(&fifo), Expect::File).unwrap().is_regular_file());
+        assert!(!open_destination(Some(&fifo), Expect::Fifo).unwrap().is_regular_file());
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nothing"), &dangling).unwrap();
+        for path in [&link, &dangling] {
+            assert!(refusal(path, Expect::File).contains("symbolic link"), "{}", refusal(path, Expect::File));
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(!dir.path().join("nothing").exists(), "nothing was created through the link");
+    }
+
+    #[test]
+    fn someone_elses_file_is_left_alone() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED someone_elses_file_is_left_alone: needs root to give a file away");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs.pcapng");
+        std::fs::write(&theirs, b"keep").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        let err = refusal(&theirs, Expect::File);
+        assert!(err.contains("belongs to uid 65534, not to you"), "{err}");
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"keep", "left untouched");
+    }
+
+    #[test]
+    fn the_extcap_fifo_is_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("wireshark_extcap_fifo");
+        assert!(refusal(&missing, Expect::Fifo).contains("No such file"));
+        assert!(!missing.exists());
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"keep").unwrap();
+        assert!(refusal(&file, Expect::Fifo).contains("not a fifo"));
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
     }
 }
