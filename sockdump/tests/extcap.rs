@@ -8,7 +8,7 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -285,10 +285,10 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
     // a copy nobody can run, with the capabilities `extcap install --setcap`
     // gives; in the build tree, since /tmp may be mounted nosuid (which
     // ignores file capabilities)
-    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("extcap-caps-{}", std::process::id()));
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = bin.join("sockdump");
+    let bin =
+        tempfile::Builder::new().prefix("extcap-caps-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = bin.path().join("sockdump");
     std::fs::copy(SOCKDUMP, &copy).unwrap();
     let home = TempDir::new("extcap-caps-home");
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -316,5 +316,4 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let (requests, file) = capture_with_tshark(home.path(), Some("nobody"), dir.path(), &[]);
     assert!(check_requests(&file, &requests, dir.path()) >= 3);
-    std::fs::remove_dir_all(&bin).unwrap();
 }

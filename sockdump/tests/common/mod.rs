@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,37 +19,27 @@ pub fn lua_plugin() -> PathBuf {
     repo_root().join("wireshark/sockdump.lua")
 }
 
-/// A directory removed when dropped. Short paths: unix socket paths hold
-/// at most 107 bytes.
-pub struct TempDir(PathBuf);
+/// A private temporary directory, removed when dropped unless
+/// SOCKDUMP_KEEP_TEST_FILES is set. Short paths: unix socket paths hold at
+/// most 107 bytes.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sdt-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sdt-{tag}-"))
+            .disable_cleanup(std::env::var_os("SOCKDUMP_KEEP_TEST_FILES").is_some())
+            .tempdir()
+            .expect("create a temporary directory");
+        TempDir(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("SOCKDUMP_KEEP_TEST_FILES").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        self.0.path().join(name)
     }
 }
 

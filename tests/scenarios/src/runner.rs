@@ -173,10 +173,13 @@ impl Sockdump {
 
 /// Runs `scenarios` against `target`.
 pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Result<Vec<Outcome>> {
-    let base = std::env::temp_dir().join(format!("sdscen-{}", std::process::id()));
+    let base = tempfile::Builder::new()
+        .prefix("sdscen-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
     let mut peers = Vec::new();
     for scenario in scenarios {
-        peers.push(spawn_peer(me, scenario, base.join(scenario.name))?);
+        peers.push(spawn_peer(me, scenario, base.path().join(scenario.name))?);
     }
     // Scenarios with the same options share one sockdump run.
     let mut sessions: BTreeMap<Vec<String>, Vec<RunningPeer>> = BTreeMap::new();
@@ -215,7 +218,6 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
             ),
         }
     }
-    let _ = std::fs::remove_dir_all(&base);
     Ok(outcomes)
 }
 
