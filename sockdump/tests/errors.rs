@@ -6,7 +6,8 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use common::SOCKDUMP;
+use common::{skip_unless_root, SOCKDUMP};
+
 fn one_line_error(out: &Output) -> String {
     assert!(!out.status.success(), "sockdump succeeded: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -18,11 +19,6 @@ fn one_line_error(out: &Output) -> String {
 
 fn sockdump(args: &[&str]) -> Output {
     Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
-}
-
-/// Root is needed to drop privileges, mount namespaces and capture.
-fn privileged() -> bool {
-    !common::skip_unless_root("this error test")
 }
 
 #[test]
@@ -47,7 +43,7 @@ fn invalid_options() {
 
 #[test]
 fn unwritable_output() {
-    if !privileged() {
+    if skip_unless_root("unwritable_output") {
         return;
     }
     let err = one_line_error(&sockdump(&["--output", "/proc/no-such-dir/capture.txt"]));
@@ -56,7 +52,7 @@ fn unwritable_output() {
 
 #[test]
 fn missing_capabilities() {
-    if !privileged() {
+    if skip_unless_root("missing_capabilities") {
         return;
     }
     let out = Command::new(SOCKDUMP).uid(65534).gid(65534).output().unwrap();
@@ -75,7 +71,7 @@ fn in_mount_namespace(setup: &str, command: &str) -> Output {
 
 #[test]
 fn kernel_without_btf() {
-    if !privileged() {
+    if skip_unless_root("kernel_without_btf") {
         return;
     }
     let out = in_mount_namespace("mount -t tmpfs none /sys/kernel/btf", &format!("{SOCKDUMP} -c 1"));
@@ -88,7 +84,7 @@ fn kernel_without_btf() {
 /// without it, and without the privilege to mount it, still captures.
 #[test]
 fn capture_needs_no_tracefs() {
-    if !privileged() {
+    if skip_unless_root("capture_needs_no_tracefs") {
         return;
     }
     let out = in_mount_namespace(

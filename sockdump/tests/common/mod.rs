@@ -1,6 +1,6 @@
 //! Helpers shared by the pcap/pcapng integration tests: temporary
 //! directories, tshark, and a running sockdump.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -120,23 +120,7 @@ pub fn follow_tcp(file: &Path, stream: u32, extra: &[&str]) -> (Vec<u8>, Vec<u8>
     (first, second)
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Prints why a privileged test does not run (never silent). CI sets
-/// SOCKDUMP_REQUIRE_PRIVILEGED, so there a lost privilege fails the test.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(),
-        "{test}: SOCKDUMP_REQUIRE_PRIVILEGED is set but the tests do not run as root"
-    );
-    eprintln!("SKIPPED {test}: needs root to load eBPF programs (run `sudo -E cargo test`)");
-    true
-}
+pub use sockdump_test_support::skip_unless_root;
 
 /// A running `sockdump`, live once it printed `listening`.
 pub struct Sockdump {
