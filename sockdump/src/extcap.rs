@@ -99,7 +99,7 @@ pub fn command(args: &[OsString]) -> Result<()> {
 fn folders(tshark: &Path) -> Result<Folders> {
     let out = Command::new(tshark).args(["-G", "folders"]).output().with_context(|| {
         format!(
-            "cannot ask Wireshark where it looks for extcaps: running `{} -G folders` failed; \\
+            "cannot ask Wireshark where it looks for extcaps: running `{} -G folders` failed; \
              install tshark (apt-get install tshark) or name it with --tshark",
             tshark.display()
         )

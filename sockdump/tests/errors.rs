@@ -6,16 +6,7 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use common::{skip_unless_root, SOCKDUMP};
-
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "sockdump succeeded: {out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("sockdump: "), "{stderr:?}");
-    assert!(out.stdout.is_empty(), "printed to stdout: {:?}", out.stdout);
-    stderr
-}
+use common::{one_line_error, skip_unless_root, SOCKDUMP};
 
 fn sockdump(args: &[&str]) -> Output {
     Command::new(SOCKDUMP).args(args).output().expect("run sockdump")

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fields, skip_unless_root, tshark, TempDir, SOCKDUMP};
+use common::{fields, one_line_error, skip_unless_root, tshark, TempDir, SOCKDUMP};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -62,10 +62,15 @@ fn checks_capture_filters_without_capturing() {
     assert!(stdout(&out).starts_with("capture filter: unknown term \"tcp\""), "{}", stdout(&out));
 }
 
+/// `sockdump extcap install` with HOME in a scratch folder.
+fn install(home: &TempDir, args: &[&str]) -> Output {
+    Command::new(SOCKDUMP).args(["extcap", "install"]).args(args).env("HOME", home.path()).output().unwrap()
+}
+
 /// A home whose Wireshark folders hold the installed extcap.
-fn installed_home(tag: &str, sockdump: &Path) -> TempDir {
+fn installed_home(tag: &str) -> TempDir {
     let home = TempDir::new(tag);
-    let out = Command::new(sockdump).args(["extcap", "install"]).env("HOME", home.path()).output().unwrap();
+    let out = install(&home, &[]);
     assert!(out.status.success(), "install: {out:?}");
     let said = stdout(&out);
     assert!(said.contains("linked ") && said.contains("sockdump.lua"), "{said}");
@@ -88,16 +93,22 @@ fn tshark_as(home: &Path, user: Option<&str>, args: &[&str]) -> Command {
 
 #[test]
 fn install_makes_tshark_list_the_interface_and_uninstall_removes_it() {
-    let home = installed_home("extcap-list", Path::new(SOCKDUMP));
+    let home = installed_home("extcap-list");
     let listed = |home: &Path| stdout(&tshark_as(home, None, &["-D"]).output().unwrap());
     assert!(listed(home.path()).contains("sockdump (Unix sockets (sockdump))"), "{}", listed(home.path()));
-    let out = Command::new(SOCKDUMP)
-        .args(["extcap", "install", "--uninstall"])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
+    let out = install(&home, &["--uninstall"]);
     assert!(out.status.success() && stdout(&out).starts_with("removed "), "{out:?}");
     assert!(!listed(home.path()).contains("sockdump"));
+}
+
+#[test]
+fn install_without_tshark_says_so_in_one_line() {
+    let home = TempDir::new("extcap-no-tshark");
+    let err = one_line_error(&install(&home, &["--tshark", "/no/such/tshark"]));
+    assert!(
+        err.contains("running `/no/such/tshark -G folders` failed; install tshark (apt-get install tshark)"),
+        "{err}"
+    );
 }
 
 /// An HTTP server on a unix socket in `dir`, and curl requests to it until
@@ -180,7 +191,7 @@ fn tshark_captures_through_the_extcap_with_options() {
     if skip_unless_root("tshark_captures_through_the_extcap_with_options") {
         return;
     }
-    let home = installed_home("extcap-cap", Path::new(SOCKDUMP));
+    let home = installed_home("extcap-cap");
     let dir = TempDir::new("extcap-cap-s");
     let (requests, file) = capture_with_tshark(home.path(), None, dir.path(), &[]);
     let captured = check_requests(&file, &requests, dir.path());
@@ -194,7 +205,7 @@ fn tshark_capture_filter_selects_what_is_captured() {
     if skip_unless_root("tshark_capture_filter_selects_what_is_captured") {
         return;
     }
-    let home = installed_home("extcap-filter", Path::new(SOCKDUMP));
+    let home = installed_home("extcap-filter");
     let dir = TempDir::new("extcap-filter-s");
     let (requests, file) = capture_with_tshark(home.path(), None, dir.path(), &["-f", "comm curl"]);
     assert!(check_requests(&file, &requests, dir.path()) >= 3);

@@ -241,3 +241,14 @@ pub fn read_all(mut r: impl Read) -> Vec<u8> {
     let _ = r.read_to_end(&mut out);
     out
 }
+
+/// The stderr of a sockdump that refused: one line (what a user or
+/// Wireshark's error dialog sees), nothing on stdout, a failure exit.
+pub fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "sockdump succeeded: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("sockdump: "), "{stderr:?}");
+    assert!(out.stdout.is_empty(), "printed to stdout: {:?}", out.stdout);
+    stderr
+}
