@@ -105,7 +105,10 @@ fn folders(tshark: &Path) -> Result<Folders> {
         )
     })?;
     if !out.status.success() {
-        bail!("`{} -G folders` failed: {}", tshark.display(), String::from_utf8_lossy(&out.stderr).trim());
+        // tshark's complaint can span lines; an error here is one
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        bail!("`{} -G folders` failed: {}", tshark.display(), said.join(" | "));
     }
     Ok(Folders::parse(&String::from_utf8_lossy(&out.stdout)))
 }

@@ -111,6 +111,17 @@ fn install_without_tshark_says_so_in_one_line() {
     );
 }
 
+#[test]
+fn a_failing_tshark_is_reported_in_one_line() {
+    let home = TempDir::new("extcap-bad-tshark");
+    let tshark = home.join("tshark");
+    std::fs::write(&tshark, "#!/bin/sh\necho 'tshark: broken' >&2\necho 'second line' >&2\nexit 1\n")
+        .unwrap();
+    std::fs::set_permissions(&tshark, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = one_line_error(&install(&home, &["--tshark", &tshark.display().to_string()]));
+    assert!(err.contains("-G folders` failed: tshark: broken | second line"), "{err}");
+}
+
 /// An HTTP server on a unix socket in `dir`, and curl requests to it until
 /// `until`; returns the (URI, curl pid) of every request made.
 fn serve_and_request(dir: &Path, until: Instant) -> Vec<(String, u32)> {
