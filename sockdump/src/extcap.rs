@@ -12,7 +12,7 @@ use clap::Parser;
 use sockdump_extcap::install::{Folders, Plan, Scope};
 use sockdump_extcap::{config, dlts, filter, interfaces, Call};
 
-use crate::cli::{error_line, Cli};
+use crate::cli::Cli;
 use crate::system;
 
 /// The Lua plugin that turns sockdump's packet comments into fields.
@@ -47,7 +47,7 @@ pub fn answer(args: &[OsString]) -> Result<()> {
                 .map(OsString::from)
                 .chain([capture.fifo.into_os_string()])
                 .chain(capture.options.into_iter().map(OsString::from));
-            let mut cli = Cli::try_parse_from(argv).map_err(|err| anyhow!("{}", error_line(&err)))?;
+            let mut cli = Cli::try_parse_from(argv)?;
             cli.quiet = true;
             crate::run::run(cli)?;
         }
@@ -57,7 +57,12 @@ pub fn answer(args: &[OsString]) -> Result<()> {
 
 /// `sockdump extcap ...`
 #[derive(Debug, Parser)]
-#[command(name = "sockdump extcap", about = "Make sockdump a capture interface in Wireshark and tshark")]
+// A missing subcommand is an error, not the help printed as one.
+#[command(
+    name = "sockdump extcap",
+    about = "Make sockdump a capture interface in Wireshark and tshark",
+    arg_required_else_help = false
+)]
 pub struct ExtcapCli {
     #[command(subcommand)]
     command: ExtcapCommand,
@@ -85,11 +90,12 @@ struct InstallArgs {
     tshark: PathBuf,
 }
 
+/// `sockdump extcap ...`; a command-line error returns as the clap::Error,
+/// which main reports in one line like any other.
 pub fn command(args: &[OsString]) -> Result<()> {
     let cli = ExtcapCli::try_parse_from(
         std::iter::once(OsString::from("sockdump extcap")).chain(args.iter().cloned()),
-    )
-    .unwrap_or_else(|err| err.exit());
+    )?;
     match cli.command {
         ExtcapCommand::Install(args) => install(&args),
     }

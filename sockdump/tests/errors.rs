@@ -6,11 +6,7 @@ mod common;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use common::{one_line_error, skip_unless_root, SOCKDUMP};
-
-fn sockdump(args: &[&str]) -> Output {
-    Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
-}
+use common::{one_line_error, skip_unless_root, sockdump, usage_error, SOCKDUMP};
 
 #[test]
 fn invalid_options() {
@@ -22,9 +18,7 @@ fn invalid_options() {
         (&["--hook", "uprobe"], "--hook"),
         (&["--pid", "x"], "--pid"),
     ] {
-        let out = sockdump(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = one_line_error(&out);
+        let err = usage_error(args);
         assert!(err.contains(says), "{args:?}: {err}");
     }
     let long = format!("/tmp/{}", "x".repeat(103));

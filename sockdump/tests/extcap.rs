@@ -12,13 +12,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fields, one_line_error, skip_unless_root, tshark, TempDir, SOCKDUMP};
+use common::{fields, one_line_error, skip_unless_root, sockdump, tshark, usage_error, TempDir, SOCKDUMP};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn sockdump(args: &[&str]) -> Output {
-    Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -60,6 +56,24 @@ fn checks_capture_filters_without_capturing() {
     let out = check("tcp port 80");
     assert!(out.status.success());
     assert!(stdout(&out).starts_with("capture filter: unknown term \"tcp\""), "{}", stdout(&out));
+}
+
+/// A bad command line in extcap mode, whether typed (`sockdump extcap`) or
+/// passed on from Wireshark's dialog, takes sockdump's one-line error path.
+#[test]
+fn command_line_errors_in_extcap_mode_are_one_line() {
+    for (args, says) in [
+        (&["extcap", "install", "--bogus"][..], "unexpected argument '--bogus' found (see --help)"),
+        (&["extcap", "bogus"], "unrecognized subcommand 'bogus'"),
+        (&["extcap"], "'sockdump extcap' requires a subcommand"),
+        (
+            &["--capture", "--extcap-interface", "sockdump", "--fifo", "/no/such/fifo", "--pid", "x"],
+            "invalid value 'x' for '--pid <PID>'",
+        ),
+    ] {
+        let err = usage_error(args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// `sockdump extcap install` with HOME in a scratch folder.

@@ -252,3 +252,14 @@ pub fn one_line_error(out: &Output) -> String {
     assert!(out.stdout.is_empty(), "printed to stdout: {:?}", out.stdout);
     stderr
 }
+
+pub fn sockdump(args: &[&str]) -> Output {
+    Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
+}
+
+/// What sockdump says about a command line it refuses: one line, exit 2.
+pub fn usage_error(args: &[&str]) -> String {
+    let out = sockdump(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    one_line_error(&out)
+}
