@@ -141,8 +141,8 @@ Global Extcap path:\t/usr/libexec/wireshark/extcap
 
     #[test]
     fn install_and_uninstall_in_a_scratch_folder() {
-        let root = std::env::temp_dir().join(format!("sockdump-install-{}", std::process::id()));
-        let plan = Plan { extcap_dir: root.join("extcap"), lua_dir: root.join("lua") };
+        let root = tempfile::tempdir().unwrap();
+        let plan = Plan { extcap_dir: root.path().join("extcap"), lua_dir: root.path().join("lua") };
         plan.install(Path::new("/usr/bin/true"), "-- lua").unwrap();
         plan.install(Path::new("/usr/bin/false"), "-- lua 2").unwrap();
         assert_eq!(std::fs::read_link(plan.extcap_link()).unwrap(), PathBuf::from("/usr/bin/false"));
@@ -150,6 +150,5 @@ Global Extcap path:\t/usr/libexec/wireshark/extcap
         plan.uninstall().unwrap();
         plan.uninstall().unwrap();
         assert!(!plan.extcap_link().exists() && !plan.lua_plugin().exists());
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -219,11 +219,6 @@ impl<'a> Event<'a> {
         })
     }
 
-    /// Whether fewer bytes were captured than sent.
-    pub fn is_truncated(&self) -> bool {
-        self.data.len() < self.len as usize
-    }
-
     /// The name that identifies the conversation: the sender's own name when
     /// it is bound, else its peer's (or destination's).
     pub fn conversation_name(&self) -> SocketName<'a> {
@@ -278,7 +273,6 @@ mod tests {
         assert_eq!(ev.peer_path, SocketName::Abstract(b"abs\0x"));
         assert_eq!(ev.peer_path.to_string(), "@abs@x");
         assert_eq!(ev.data, b"GET /");
-        assert!(ev.is_truncated());
     }
 
     #[test]

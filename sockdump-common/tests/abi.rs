@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sockdump_common::abi;
 
@@ -15,12 +14,9 @@ fn header() -> PathBuf {
 
 /// Runs a C program that includes the header and prints `name value` lines.
 fn c_values(body: &str) -> BTreeMap<String, u64> {
-    static RUN: AtomicUsize = AtomicUsize::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("sockdump-abi-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let source = dir.join("probe.c");
-    let program = dir.join("probe");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("probe.c");
+    let program = dir.path().join("probe");
     std::fs::write(
         &source,
         format!(
@@ -38,7 +34,6 @@ fn c_values(body: &str) -> BTreeMap<String, u64> {
         .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
     assert!(status.success(), "the ABI header does not compile with {cc}");
     let out = Command::new(&program).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

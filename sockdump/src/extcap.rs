@@ -13,7 +13,7 @@ use sockdump_extcap::install::{Folders, Plan, Scope};
 use sockdump_extcap::{config, dlts, filter, interfaces, Call, HookValue};
 
 use crate::capture::HookChoice;
-use crate::cli::{error_line, Cli};
+use crate::cli::Cli;
 use crate::system;
 
 /// The Lua plugin that turns sockdump's packet comments into fields.
@@ -48,7 +48,7 @@ pub fn answer(args: &[OsString]) -> Result<()> {
                 .map(OsString::from)
                 .chain([capture.fifo.into_os_string()])
                 .chain(capture.options.into_iter().map(OsString::from));
-            let mut cli = Cli::try_parse_from(argv).map_err(|err| anyhow!("{}", error_line(&err)))?;
+            let mut cli = Cli::try_parse_from(argv)?;
             cli.quiet = true;
             cli.output_is_fifo = true;
             crate::run::run(cli)?;
@@ -67,7 +67,12 @@ fn hook_values() -> Vec<HookValue<'static>> {
 
 /// `sockdump extcap ...`
 #[derive(Debug, Parser)]
-#[command(name = "sockdump extcap", about = "Make sockdump a capture interface in Wireshark and tshark")]
+// A missing subcommand is an error, not the help printed as one.
+#[command(
+    name = "sockdump extcap",
+    about = "Make sockdump a capture interface in Wireshark and tshark",
+    arg_required_else_help = false
+)]
 pub struct ExtcapCli {
     #[command(subcommand)]
     command: ExtcapCommand,
@@ -95,11 +100,12 @@ struct InstallArgs {
     tshark: PathBuf,
 }
 
+/// `sockdump extcap ...`; a command-line error returns as the clap::Error,
+/// which main reports in one line like any other.
 pub fn command(args: &[OsString]) -> Result<()> {
     let cli = ExtcapCli::try_parse_from(
         std::iter::once(OsString::from("sockdump extcap")).chain(args.iter().cloned()),
-    )
-    .unwrap_or_else(|err| err.exit());
+    )?;
     match cli.command {
         ExtcapCommand::Install(args) => install(&args),
     }
@@ -109,13 +115,16 @@ pub fn command(args: &[OsString]) -> Result<()> {
 fn folders(tshark: &Path) -> Result<Folders> {
     let out = Command::new(tshark).args(["-G", "folders"]).output().with_context(|| {
         format!(
-            "cannot ask Wireshark where it looks for extcaps: running `{} -G folders` failed; \\
+            "cannot ask Wireshark where it looks for extcaps: running `{} -G folders` failed; \
              install tshark (apt-get install tshark) or name it with --tshark",
             tshark.display()
         )
     })?;
     if !out.status.success() {
-        bail!("`{} -G folders` failed: {}", tshark.display(), String::from_utf8_lossy(&out.stderr).trim());
+        // tshark's complaint can span lines; an error here is one
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        bail!("`{} -G folders` failed: {}", tshark.display(), said.join(" | "));
     }
     Ok(Folders::parse(&String::from_utf8_lossy(&out.stdout)))
 }

@@ -1,36 +1,34 @@
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     // Wireshark runs the same binary with --extcap-* arguments.
-    if sockdump_extcap::is_extcap_call(&args) {
-        return report(sockdump::extcap::answer(&args));
-    }
-    if args.first().is_some_and(|a| a == "extcap") {
-        return report(sockdump::extcap::command(&args[1..]));
-    }
-    let cli = match sockdump::cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
-        Err(err) => {
-            // clap's first line says what is wrong; keep errors to one line.
-            let line = sockdump::cli::error_line(&err);
-            sockdump::messages::note(format_args!("sockdump: {line} (see --help)"));
-            return ExitCode::from(2);
-        }
+    let result = if sockdump_extcap::is_extcap_call(&args) {
+        sockdump::extcap::answer(&args)
+    } else if args.first().is_some_and(|a| a == "extcap") {
+        sockdump::extcap::command(&args[1..])
+    } else {
+        sockdump::cli::Cli::try_parse().map_err(anyhow::Error::from).and_then(sockdump::run::run)
     };
-    report(sockdump::run::run(cli))
+    report(result)
 }
 
+/// Every way sockdump ends, whichever mode it ran in: an error is one line
+/// a user (or Wireshark's error dialog) can act on, with its causes on the
+/// same line.
 fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // One line a user (or Wireshark's error dialog) can act on; the
-            // causes follow on the same line.
+    let Err(err) = result else { return ExitCode::SUCCESS };
+    match err.downcast_ref::<clap::Error>() {
+        // --help and --version: clap prints them
+        Some(usage) if !usage.use_stderr() => usage.exit(),
+        Some(usage) => {
+            let line = sockdump::cli::error_line(usage);
+            sockdump::messages::note(format_args!("sockdump: {line} (see --help)"));
+            ExitCode::from(2)
+        }
+        None => {
             sockdump::messages::note(format_args!("sockdump: {err:#}"));
             ExitCode::FAILURE
         }

@@ -8,17 +8,13 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fields, skip_unless_root, tshark, TempDir, SOCKDUMP};
+use common::{fields, one_line_error, skip_unless_root, sockdump, tshark, usage_error, TempDir, SOCKDUMP};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn sockdump(args: &[&str]) -> Output {
-    Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -62,10 +58,33 @@ fn checks_capture_filters_without_capturing() {
     assert!(stdout(&out).starts_with("capture filter: unknown term \"tcp\""), "{}", stdout(&out));
 }
 
+/// A bad command line in extcap mode, whether typed (`sockdump extcap`) or
+/// passed on from Wireshark's dialog, takes sockdump's one-line error path.
+#[test]
+fn command_line_errors_in_extcap_mode_are_one_line() {
+    for (args, says) in [
+        (&["extcap", "install", "--bogus"][..], "unexpected argument '--bogus' found (see --help)"),
+        (&["extcap", "bogus"], "unrecognized subcommand 'bogus'"),
+        (&["extcap"], "'sockdump extcap' requires a subcommand"),
+        (
+            &["--capture", "--extcap-interface", "sockdump", "--fifo", "/no/such/fifo", "--pid", "x"],
+            "invalid value 'x' for '--pid <PID>'",
+        ),
+    ] {
+        let err = usage_error(args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// `sockdump extcap install` with HOME in a scratch folder.
+fn install(home: &TempDir, args: &[&str]) -> Output {
+    Command::new(SOCKDUMP).args(["extcap", "install"]).args(args).env("HOME", home.path()).output().unwrap()
+}
+
 /// A home whose Wireshark folders hold the installed extcap.
-fn installed_home(tag: &str, sockdump: &Path) -> TempDir {
+fn installed_home(tag: &str) -> TempDir {
     let home = TempDir::new(tag);
-    let out = Command::new(sockdump).args(["extcap", "install"]).env("HOME", home.path()).output().unwrap();
+    let out = install(&home, &[]);
     assert!(out.status.success(), "install: {out:?}");
     let said = stdout(&out);
     assert!(said.contains("linked ") && said.contains("sockdump.lua"), "{said}");
@@ -88,16 +107,33 @@ fn tshark_as(home: &Path, user: Option<&str>, args: &[&str]) -> Command {
 
 #[test]
 fn install_makes_tshark_list_the_interface_and_uninstall_removes_it() {
-    let home = installed_home("extcap-list", Path::new(SOCKDUMP));
+    let home = installed_home("extcap-list");
     let listed = |home: &Path| stdout(&tshark_as(home, None, &["-D"]).output().unwrap());
     assert!(listed(home.path()).contains("sockdump (Unix sockets (sockdump))"), "{}", listed(home.path()));
-    let out = Command::new(SOCKDUMP)
-        .args(["extcap", "install", "--uninstall"])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
+    let out = install(&home, &["--uninstall"]);
     assert!(out.status.success() && stdout(&out).starts_with("removed "), "{out:?}");
     assert!(!listed(home.path()).contains("sockdump"));
+}
+
+#[test]
+fn install_without_tshark_says_so_in_one_line() {
+    let home = TempDir::new("extcap-no-tshark");
+    let err = one_line_error(&install(&home, &["--tshark", "/no/such/tshark"]));
+    assert!(
+        err.contains("running `/no/such/tshark -G folders` failed; install tshark (apt-get install tshark)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failing_tshark_is_reported_in_one_line() {
+    let home = TempDir::new("extcap-bad-tshark");
+    let tshark = home.join("tshark");
+    std::fs::write(&tshark, "#!/bin/sh\necho 'tshark: broken' >&2\necho 'second line' >&2\nexit 1\n")
+        .unwrap();
+    std::fs::set_permissions(&tshark, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = one_line_error(&install(&home, &["--tshark", &tshark.display().to_string()]));
+    assert!(err.contains("-G folders` failed: tshark: broken | second line"), "{err}");
 }
 
 /// An HTTP server on a unix socket in `dir`, and curl requests to it until
@@ -180,7 +216,7 @@ fn tshark_captures_through_the_extcap_with_options() {
     if skip_unless_root("tshark_captures_through_the_extcap_with_options") {
         return;
     }
-    let home = installed_home("extcap-cap", Path::new(SOCKDUMP));
+    let home = installed_home("extcap-cap");
     let dir = TempDir::new("extcap-cap-s");
     let (requests, file) = capture_with_tshark(home.path(), None, dir.path(), &[]);
     let captured = check_requests(&file, &requests, dir.path());
@@ -194,7 +230,7 @@ fn tshark_capture_filter_selects_what_is_captured() {
     if skip_unless_root("tshark_capture_filter_selects_what_is_captured") {
         return;
     }
-    let home = installed_home("extcap-filter", Path::new(SOCKDUMP));
+    let home = installed_home("extcap-filter");
     let dir = TempDir::new("extcap-filter-s");
     let (requests, file) = capture_with_tshark(home.path(), None, dir.path(), &["-f", "comm curl"]);
     assert!(check_requests(&file, &requests, dir.path()) >= 3);
@@ -285,10 +321,10 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
     // a copy nobody can run, with the capabilities `extcap install --setcap`
     // gives; in the build tree, since /tmp may be mounted nosuid (which
     // ignores file capabilities)
-    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("extcap-caps-{}", std::process::id()));
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = bin.join("sockdump");
+    let bin =
+        tempfile::Builder::new().prefix("extcap-caps-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = bin.path().join("sockdump");
     std::fs::copy(SOCKDUMP, &copy).unwrap();
     let home = TempDir::new("extcap-caps-home");
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -330,5 +366,4 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
         0,
         "root's conversations leaked to nobody"
     );
-    std::fs::remove_dir_all(&bin).unwrap();
 }

@@ -102,7 +102,7 @@ fn dash_z_needs_root_and_an_existing_user() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
-    let expected = if common::is_root() { "no such user" } else { "needs root" };
+    let expected = if nix::unistd::geteuid().is_root() { "no such user" } else { "needs root" };
     assert!(err.contains(expected), "{err}");
 }
 

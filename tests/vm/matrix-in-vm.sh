@@ -1,11 +1,25 @@
 # shellcheck shell=sh
 # Runs inside a VM (busybox sh, see run-in-vm): every capture scenario with
 # each hook family forced, then with --hook auto, which must pick fentry:
-# every kernel booted here has BPF trampolines. Prints the runner's
+# every kernel booted here has BPF trampolines. Then the kprobe hook with
+# tracefs read-only (ro-tracefs). Prints the runner's
 # `RESULT <hook> <scenario> PASS|FAIL` lines for the host to collect.
 rc=0
 for hook in fentry kprobe tracepoint; do
 	sockdump-scenarios run --hook "$hook" --sockdump /bin/sockdump || rc=1
 done
 sockdump-scenarios run --hook auto --expect-hook fentry --sockdump /bin/sockdump || rc=1
+
+# Without writable tracefs sockdump cannot make its kretprobes there (the
+# only way to set maxactive): it attaches them through the perf PMU, and -v
+# says the kernel's default applies. One stream and one datagram scenario:
+# both hooked functions. Last: the VM ends after this.
+if mount -o remount,ro /sys/kernel/tracing; then
+	sockdump-scenarios run --hook kprobe --sockdump /bin/sockdump --report-as ro-tracefs \
+		--expect-stderr "the kernel's default number of tracked sends in progress applies" \
+		stream-named dgram-sendto || rc=1
+else
+	echo "RESULT kprobe ro-tracefs FAIL cannot remount tracefs read-only"
+	rc=1
+fi
 exit $rc

@@ -1,11 +1,10 @@
 //! Helpers shared by the pcap/pcapng integration tests: temporary
 //! directories, tshark, and a running sockdump.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,37 +19,27 @@ pub fn lua_plugin() -> PathBuf {
     repo_root().join("wireshark/sockdump.lua")
 }
 
-/// A directory removed when dropped. Short paths: unix socket paths hold
-/// at most 107 bytes.
-pub struct TempDir(PathBuf);
+/// A private temporary directory, removed when dropped unless
+/// SOCKDUMP_KEEP_TEST_FILES is set. Short paths: unix socket paths hold at
+/// most 107 bytes.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "sdt-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sdt-{tag}-"))
+            .disable_cleanup(std::env::var_os("SOCKDUMP_KEEP_TEST_FILES").is_some())
+            .tempdir()
+            .expect("create a temporary directory");
+        TempDir(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("SOCKDUMP_KEEP_TEST_FILES").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        self.0.path().join(name)
     }
 }
 
@@ -131,23 +120,7 @@ pub fn follow_tcp(file: &Path, stream: u32, extra: &[&str]) -> (Vec<u8>, Vec<u8>
     (first, second)
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Prints why a privileged test does not run (never silent). CI sets
-/// SOCKDUMP_REQUIRE_PRIVILEGED, so there a lost privilege fails the test.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(),
-        "{test}: SOCKDUMP_REQUIRE_PRIVILEGED is set but the tests do not run as root"
-    );
-    eprintln!("SKIPPED {test}: needs root to load eBPF programs (run `sudo -E cargo test`)");
-    true
-}
+pub use sockdump_test_support::skip_unless_root;
 
 /// A running `sockdump`, live once it printed `listening`.
 pub struct Sockdump {
@@ -270,4 +243,26 @@ pub fn read_all(mut r: impl Read) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = r.read_to_end(&mut out);
     out
+}
+
+/// The stderr of a sockdump that refused: one line (what a user or
+/// Wireshark's error dialog sees), nothing on stdout, a failure exit.
+pub fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "sockdump succeeded: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("sockdump: "), "{stderr:?}");
+    assert!(out.stdout.is_empty(), "printed to stdout: {:?}", out.stdout);
+    stderr
+}
+
+pub fn sockdump(args: &[&str]) -> Output {
+    Command::new(SOCKDUMP).args(args).output().expect("run sockdump")
+}
+
+/// What sockdump says about a command line it refuses: one line, exit 2.
+pub fn usage_error(args: &[&str]) -> String {
+    let out = sockdump(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    one_line_error(&out)
 }

@@ -2,10 +2,12 @@
 //! and inside VM kernels alike.
 //!
 //! `sockdump-scenarios run --sockdump PATH --hook HOOK [--expect-hook HOOK]
-//! [SCENARIO...]` prints `RESULT <hook> <scenario> PASS|FAIL [why]` per
-//! scenario and fails if any failed (`--expect-hook`: the family `--hook auto`
-//! must pick). `hook` does the same where the kernel has the hook, and
-//! otherwise checks that forcing it fails cleanly (`RESULT <hook> refused`).
+//! [--expect-stderr TEXT] [--report-as NAME] [SCENARIO...]` prints `RESULT
+//! <hook> <scenario> PASS|FAIL [why]` per scenario and fails if any failed
+//! (`--expect-hook`: the family `--hook auto` must pick; `--expect-stderr`:
+//! what sockdump must say before it listens; `--report-as`: one result named
+//! NAME for all the scenarios). `hook` does the same where the kernel has
+//! the hook, and otherwise checks that forcing it fails cleanly (`RESULT <hook> refused`).
 //! `peer` is the traffic side, started by `run`.
 
 mod parse;
@@ -23,12 +25,16 @@ use anyhow::{Context, Result};
 struct Options {
     target: runner::Target,
     names: Vec<String>,
+    /// Report the scenarios as one result under this name.
+    report_as: Option<String>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
     let mut sockdump = None;
     let mut hook = "auto".to_string();
     let mut expect_hook = None;
+    let mut expect_stderr = None;
+    let mut report_as = None;
     let mut names = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -36,6 +42,8 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--sockdump" => sockdump = Some(PathBuf::from(args.next().context("--sockdump PATH")?)),
             "--hook" => hook = args.next().context("--hook HOOK")?.clone(),
             "--expect-hook" => expect_hook = Some(args.next().context("--expect-hook HOOK")?.clone()),
+            "--expect-stderr" => expect_stderr = Some(args.next().context("--expect-stderr TEXT")?.clone()),
+            "--report-as" => report_as = Some(args.next().context("--report-as NAME")?.clone()),
             name => names.push(name.to_string()),
         }
     }
@@ -44,7 +52,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         // Next to this binary, as cargo and the VM images lay them out.
         None => std::env::current_exe()?.with_file_name("sockdump"),
     };
-    Ok(Options { target: runner::Target { sockdump, hook, expect_hook }, names })
+    Ok(Options { target: runner::Target { sockdump, hook, expect_hook, expect_stderr }, names, report_as })
 }
 
 fn run(options: &Options) -> Result<bool> {
@@ -57,13 +65,23 @@ fn run(options: &Options) -> Result<bool> {
     let hook = &options.target.hook;
     let started = Instant::now();
     let outcomes = runner::run(&me, &options.target, &selected)?;
+    let results: Vec<(&str, Option<String>)> = match &options.report_as {
+        None => outcomes.iter().map(|o| (o.scenario, o.failure.clone())).collect(),
+        Some(name) => {
+            let failures: Vec<String> = outcomes
+                .iter()
+                .filter_map(|o| o.failure.as_ref().map(|why| format!("{}: {why}", o.scenario)))
+                .collect();
+            vec![(name.as_str(), (!failures.is_empty()).then(|| failures.join("; ")))]
+        }
+    };
     let mut ok = true;
-    for outcome in &outcomes {
-        match &outcome.failure {
-            None => println!("RESULT {hook} {} PASS", outcome.scenario),
+    for (name, failure) in results {
+        match failure {
+            None => println!("RESULT {hook} {name} PASS"),
             Some(why) => {
                 ok = false;
-                println!("RESULT {hook} {} FAIL {}", outcome.scenario, why.replace('\n', " "));
+                println!("RESULT {hook} {name} FAIL {}", why.replace('\n', " "));
             }
         }
     }
@@ -125,7 +143,8 @@ fn main() -> ExitCode {
             Ok(true)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: sockdump-scenarios run|hook [--sockdump PATH] [--hook HOOK] [--expect-hook HOOK] [SCENARIO...] | list"
+            "usage: sockdump-scenarios run|hook [--sockdump PATH] [--hook HOOK] [--expect-hook HOOK] \
+             [--expect-stderr TEXT] [--report-as NAME] [SCENARIO...] | list"
         )),
     };
     match result {

@@ -88,6 +88,27 @@ pub struct Target {
     pub hook: String,
     /// The hook family `--hook auto` must pick on this kernel.
     pub expect_hook: Option<String>,
+    /// Text sockdump (run with -v) must print before it listens.
+    pub expect_stderr: Option<String>,
+}
+
+impl Target {
+    /// Whether a sockdump that just printed `listening` (the last of
+    /// `stderr`) started as expected.
+    fn check_start(&self, stderr: &[String]) -> Result<()> {
+        let listening = stderr.last().map_or("", String::as_str);
+        if let Some(hook) = &self.expect_hook {
+            if !listening.contains(&format!(", hook {hook} (")) {
+                bail!("expected hook {hook}, sockdump says: {listening}");
+            }
+        }
+        if let Some(text) = &self.expect_stderr {
+            if !stderr.iter().any(|line| line.contains(text.as_str())) {
+                bail!("sockdump did not say {text:?} before listening: {}", stderr.join(" | "));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
@@ -122,13 +143,11 @@ impl Sockdump {
             match me.stderr.recv_timeout(left) {
                 Ok(line) => {
                     let live = line.starts_with("listening");
-                    me.stderr_lines.push(line.clone());
+                    me.stderr_lines.push(line);
                     if live {
-                        if let Some(hook) = &target.expect_hook {
-                            if !line.contains(&format!(", hook {hook} (")) {
-                                let _ = me.process.kill();
-                                bail!("expected hook {hook}, sockdump says: {line}");
-                            }
+                        if let Err(err) = target.check_start(&me.stderr_lines) {
+                            let _ = me.process.kill();
+                            return Err(err);
                         }
                         return Ok(me);
                     }
@@ -173,10 +192,13 @@ impl Sockdump {
 
 /// Runs `scenarios` against `target`.
 pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Result<Vec<Outcome>> {
-    let base = std::env::temp_dir().join(format!("sdscen-{}", std::process::id()));
+    let base = tempfile::Builder::new()
+        .prefix("sdscen-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
     let mut peers = Vec::new();
     for scenario in scenarios {
-        peers.push(spawn_peer(me, scenario, base.join(scenario.name))?);
+        peers.push(spawn_peer(me, scenario, base.path().join(scenario.name))?);
     }
     // Scenarios with the same options share one sockdump run.
     let mut sessions: BTreeMap<Vec<String>, Vec<RunningPeer>> = BTreeMap::new();
@@ -215,7 +237,6 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
             ),
         }
     }
-    let _ = std::fs::remove_dir_all(&base);
     Ok(outcomes)
 }
 
@@ -355,4 +376,31 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(expect_hook: Option<&str>, expect_stderr: Option<&str>) -> Target {
+        Target {
+            sockdump: PathBuf::from("sockdump"),
+            hook: "auto".into(),
+            expect_hook: expect_hook.map(String::from),
+            expect_stderr: expect_stderr.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_start_is_checked_against_the_hook_and_the_text_expected() {
+        let stderr = [
+            "sockdump: cannot create kretprobes in /sys/kernel/tracing (...): the kernel's default applies",
+            "listening on unix sockets, hook kprobe (kprobe/kretprobe ...), snapshot length 51200 bytes",
+        ]
+        .map(String::from);
+        assert!(target(None, None).check_start(&stderr).is_ok());
+        assert!(target(Some("kprobe"), Some("default applies")).check_start(&stderr).is_ok());
+        assert!(target(Some("fentry"), None).check_start(&stderr).is_err());
+        assert!(target(None, Some("maxactive")).check_start(&stderr).is_err());
+    }
 }

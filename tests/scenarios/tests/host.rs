@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use sockdump_test_support::skip_unless_root;
+
 fn binaries() -> (PathBuf, PathBuf) {
     let scenarios = PathBuf::from(env!("CARGO_BIN_EXE_sockdump-scenarios"));
     let sockdump = std::env::var_os("SOCKDUMP_BIN")
@@ -11,20 +13,6 @@ fn binaries() -> (PathBuf, PathBuf) {
         .unwrap_or_else(|| scenarios.with_file_name("sockdump"));
     assert!(sockdump.exists(), "{} is missing: build the workspace first (cargo build)", sockdump.display());
     (scenarios, sockdump)
-}
-
-/// Capture needs root; CI sets SOCKDUMP_REQUIRE_PRIVILEGED so a lost
-/// privilege fails instead of skipping.
-fn privileged() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SOCKDUMP_REQUIRE_PRIVILEGED").is_none(),
-        "SOCKDUMP_REQUIRE_PRIVILEGED is set but the tests do not run as root"
-    );
-    eprintln!("SKIPPED: capture scenarios need root (run the tests with sudo)");
-    false
 }
 
 fn run_scenarios(hook: &str) {
@@ -43,16 +31,18 @@ fn run_scenarios(hook: &str) {
 
 #[test]
 fn scenarios_with_auto_hook() {
-    if privileged() {
-        run_scenarios("auto");
+    if skip_unless_root("scenarios_with_auto_hook") {
+        return;
     }
+    run_scenarios("auto");
 }
 
 #[test]
 fn scenarios_with_tracepoints() {
-    if privileged() {
-        run_scenarios("tracepoint");
+    if skip_unless_root("scenarios_with_tracepoints") {
+        return;
     }
+    run_scenarios("tracepoint");
 }
 
 /// fentry and kprobe: where the kernel offers them, the scenarios run with
@@ -60,7 +50,7 @@ fn scenarios_with_tracepoints() {
 /// forced hook must fail quickly with one clear line.
 #[test]
 fn forced_hooks_capture_or_fail_cleanly() {
-    if !privileged() {
+    if skip_unless_root("forced_hooks_capture_or_fail_cleanly") {
         return;
     }
     let (scenarios, sockdump) = binaries();
