@@ -181,13 +181,11 @@ mod tests {
 
     #[test]
     fn existing_socket_files_are_matched_by_inode() {
-        let dir = std::env::temp_dir().join(format!("sockdump-run-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let file = socket_file(path.to_str().unwrap()).expect("a socket file");
         assert_eq!(file.ino, std::fs::metadata(&path).unwrap().ino());
-        assert_eq!(socket_file(dir.to_str().unwrap()), None, "a directory is not a socket");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(socket_file(dir.path().to_str().unwrap()), None, "a directory is not a socket");
     }
 }

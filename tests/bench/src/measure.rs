@@ -266,11 +266,9 @@ fn pcapng_supported(opts: &Options) -> bool {
 }
 
 pub fn run_all(opts: &Options) -> Result<()> {
-    let scratch = std::env::temp_dir().join(format!("sockdump-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let result = run_all_in(opts, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    // private and unguessable: the benchmarks run as root
+    let scratch = tempfile::Builder::new().prefix("sockdump-bench-").tempdir()?;
+    run_all_in(opts, scratch.path())
 }
 
 fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
