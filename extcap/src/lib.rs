@@ -8,10 +8,10 @@
 //! and installs sockdump where Wireshark looks ([`install`]). Starting the
 //! capture itself is the binary's job.
 
+mod dialog;
 pub mod filter;
 pub mod install;
 mod protocol;
 
-pub use protocol::{
-    config, dlts, interfaces, is_extcap_call, parse, Call, Capture, ExtcapError, HookValue, INTERFACE,
-};
+pub use dialog::{config, HookValue};
+pub use protocol::{dlts, interfaces, is_extcap_call, parse, Call, Capture, ExtcapError, INTERFACE};

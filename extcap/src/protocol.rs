@@ -1,6 +1,7 @@
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::path::PathBuf;
+
+use crate::dialog;
 
 /// The one interface sockdump offers.
 pub const INTERFACE: &str = "sockdump";
@@ -38,18 +39,10 @@ pub struct Capture {
     /// sockdump command-line options from the interface dialog and the
     /// capture filter, e.g. `["--sock", "/run/docker.sock"]`.
     pub options: Vec<String>,
+    /// The dialog's switch to keep Wireshark's own conversations; without
+    /// it the binary leaves out those of the process that started it.
+    pub include_viewer: bool,
 }
-
-/// The options the interface dialog offers: `(call, takes a value)`.
-const OPTIONS: &[(&str, bool)] = &[
-    ("--sock", true),
-    ("--pid", true),
-    ("--comm", true),
-    ("--seg-size", true),
-    ("--hook", true),
-    ("--port-map", true),
-    ("--all-users", false),
-];
 
 /// Whether Wireshark started this process (rather than a user).
 pub fn is_extcap_call(args: &[OsString]) -> bool {
@@ -69,6 +62,7 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
     let mut fifo = None;
     let mut filter = None;
     let mut options = Vec::new();
+    let mut include_viewer = false;
     let mut i = 0;
     while i < args.len() {
         let (name, inline) = match args[i].split_once('=') {
@@ -77,7 +71,7 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
         };
         let takes_value =
             matches!(name, "--extcap-interface" | "--fifo" | "--extcap-capture-filter" | "--extcap-version")
-                || OPTIONS.iter().any(|&(call, value)| call == name && value)
+                || dialog::arg(name).is_some_and(|arg| arg.takes_value())
                 || name.starts_with("--extcap-control")
                 || name == "--extcap-reload-option";
         let value = if takes_value {
@@ -105,10 +99,13 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
                     options.extend(["--port-map".to_string(), pair.to_string()]);
                 }
             }
-            _ if OPTIONS.iter().any(|&(call, _)| call == name) => {
+            dialog::INCLUDE_VIEWER => include_viewer = true,
+            // an emptied field means the option is off
+            _ if dialog::arg(name).is_some() && value.as_deref() != Some("") => {
                 options.push(name.to_string());
                 options.extend(value);
             }
+            _ if dialog::arg(name).is_some() => {}
             // --extcap-version, control pipes, and whatever newer versions add
             _ => {
                 if !takes_value
@@ -134,7 +131,7 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
         if let Some(filter) = filter.as_deref().filter(|f| !f.trim().is_empty()) {
             options.extend(crate::filter::to_options(filter)?);
         }
-        return Ok(Call::Capture(Capture { fifo, options }));
+        return Ok(Call::Capture(Capture { fifo, options, include_viewer }));
     }
     Ok(Call::FilterCheck(filter.unwrap_or_default()))
 }
@@ -150,82 +147,6 @@ pub fn interfaces(version: &str) -> String {
 /// `--extcap-dlts`: messages arrive as Ethernet frames of synthetic TCP/UDP.
 pub fn dlts() -> String {
     "dlt {number=1}{name=EN10MB}{display=Unix socket messages as Ethernet/IPv4 TCP and UDP}\n".to_string()
-}
-
-/// One choice of the `--hook` selector: its value and what it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HookValue<'a> {
-    pub value: &'a str,
-    pub display: &'a str,
-}
-
-/// `--extcap-config`: the interface dialog's options. `hooks` are the
-/// `--hook` choices, the first being the default.
-pub fn config(hooks: &[HookValue<'_>]) -> String {
-    let mut out = String::new();
-    let args: &[(&str, &str, &str, &str, &str)] = &[
-        (
-            "--sock",
-            "Socket path prefix",
-            "string",
-            "Only sockets whose path or whose peer's path starts with this; @name for abstract names. Empty: every unix socket.",
-            "{validation=^.{0,107}$}{group=Filter}",
-        ),
-        (
-            "--pid",
-            "Process ID",
-            "unsigned",
-            "Only messages sent by this process or to it (its socket's SO_PEERCRED peer)",
-            "{range=1,4194304}{group=Filter}",
-        ),
-        (
-            "--comm",
-            "Command name",
-            "string",
-            "Only messages sent by threads with this exact name (at most 15 characters)",
-            "{validation=^.{0,15}$}{group=Filter}",
-        ),
-        (
-            "--seg-size",
-            "Bytes per message",
-            "unsigned",
-            "Bytes captured of each message at most; longer messages are shown cut short",
-            "{default=51200}{range=1,65536}{group=Capture}",
-        ),
-        (
-            "--hook",
-            "Kernel hook",
-            "selector",
-            "How sockdump hooks the kernel; the first choice picks for you",
-            "{group=Capture}",
-        ),
-        (
-            "--all-users",
-            "All users' conversations",
-            "boolflag",
-            "Also other users' conversations; without it a user who is not root sees only those one side of which runs under their own user id",
-            "{default=false}{group=Filter}",
-        ),
-        (
-            "--port-map",
-            "Port map",
-            "string",
-            "PREFIX=PORT pairs separated by commas: sockets under PREFIX get PORT, so Wireshark dissects their protocol",
-            r"{validation=^([^=,]+=[0-9]{1,5}(,[^=,]+=[0-9]{1,5})*)?$}{group=Capture}",
-        ),
-    ];
-    for (number, (call, display, kind, tooltip, extra)) in args.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "arg {{number={number}}}{{call={call}}}{{display={display}}}{{type={kind}}}{{tooltip={tooltip}}}{extra}"
-        );
-    }
-    let hook = args.iter().position(|a| a.0 == "--hook").unwrap_or_default();
-    for (i, HookValue { value, display }) in hooks.iter().enumerate() {
-        let default = if i == 0 { "{default=true}" } else { "" };
-        let _ = writeln!(out, "value {{arg={hook}}}{{value={value}}}{{display={value}: {display}}}{default}");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -265,6 +186,9 @@ mod tests {
             "--extcap-control-out",
             "/tmp/out",
             "--all-users",
+            "--include-viewer",
+            "--pid",
+            "",
             "--seg-size=1000",
         ]);
         assert_eq!(
@@ -282,6 +206,7 @@ mod tests {
                 ]
                 .map(String::from)
                 .to_vec(),
+                include_viewer: true,
             }))
         );
         assert_eq!(call(&["--capture", "--extcap-interface", "sockdump"]), Err(ExtcapError::MissingFifo));
@@ -301,7 +226,11 @@ mod tests {
         let got = call(&["--capture", "--fifo", "/f", "--future", "x", "--pid", "7"]);
         assert_eq!(
             got,
-            Ok(Call::Capture(Capture { fifo: "/f".into(), options: vec!["--pid".into(), "7".into()] }))
+            Ok(Call::Capture(Capture {
+                fifo: "/f".into(),
+                options: vec!["--pid".into(), "7".into()],
+                include_viewer: false
+            }))
         );
     }
 
@@ -320,20 +249,10 @@ mod tests {
         assert!(interfaces("1.2.3").starts_with("extcap {version=1.2.3}"));
         assert!(interfaces("1").contains("interface {value=sockdump}{display=Unix sockets (sockdump)}"));
         assert_eq!(dlts().lines().count(), 1);
-        let hooks = [
-            HookValue { value: "auto", display: "the first that works" },
-            HookValue { value: "kprobe", display: "kprobe/kretprobe" },
-        ];
-        let config = config(&hooks);
+        let config = crate::config(&[crate::HookValue { value: "auto", display: "a" }]);
         for line in config.lines() {
             assert!(line.starts_with("arg {number=") || line.starts_with("value {arg="), "{line}");
             assert_eq!(line.matches('{').count(), line.matches('}').count(), "{line}");
         }
-        for (call, _) in OPTIONS {
-            assert!(config.contains(&format!("{{call={call}}}")), "{call} missing from the dialog");
-        }
-        assert!(config.contains("{tooltip="));
-        assert!(config.contains("{value=auto}{display=auto: the first that works}{default=true}"));
-        assert!(config.contains("{value=kprobe}{display=kprobe: kprobe/kretprobe}\n"));
     }
 }

@@ -129,7 +129,7 @@ fn settings_match_the_header() {
         segs_per_msg,
         filter_uid_on,
         filter_uid,
-        pad0,
+        exclude_tgid,
         filter_comm,
         filter_path,
         pad1,

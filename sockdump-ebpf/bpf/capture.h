@@ -281,6 +281,30 @@ static __always_inline bool uid_matches(const struct sock *sk)
 	return peer && BPF_CORE_READ(peer, sk_uid.val) == settings.filter_uid;
 }
 
+/* How many ancestors --exclude-pid looks through: a viewer's helpers
+ * (dumpcap, shells, D-Bus activation) sit a few levels below it. */
+#define EXCLUDE_TREE_DEPTH 16
+
+/* --exclude-pid: sent by that process or one it started, or on a socket
+ * whose SO_PEERCRED peer it is (a server answering it, e.g. the X server
+ * drawing Wireshark's window). */
+static __always_inline bool excluded(const struct sock *sk)
+{
+	const struct task_struct *task;
+
+	if (!settings.exclude_tgid)
+		return false;
+	if (pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) == settings.exclude_tgid)
+		return true;
+	task = (const struct task_struct *)bpf_get_current_task();
+	for (int i = 0; i < EXCLUDE_TREE_DEPTH && task; i++) {
+		if ((__u32)BPF_CORE_READ(task, tgid) == settings.exclude_tgid)
+			return true;
+		task = BPF_CORE_READ(task, real_parent);
+	}
+	return false;
+}
+
 /* Whether the send may carry a destination address, which decides --sock. */
 static __always_inline bool may_name_destination(const struct inflight *f)
 {
@@ -301,7 +325,7 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 
 	if (is_self())
 		return false;
-	if (!comm_matches() || !uid_matches(sk))
+	if (!comm_matches() || !uid_matches(sk) || excluded(sk))
 		return false;
 	if (settings.filter_pid && tgid != settings.filter_pid &&
 	    pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) != settings.filter_pid)

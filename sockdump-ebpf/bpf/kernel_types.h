@@ -168,6 +168,8 @@ struct thread_info {
 
 struct task_struct {
 	struct thread_info thread_info;
+	int tgid;
+	struct task_struct *real_parent;
 	struct files_struct *files;
 };
 

@@ -112,7 +112,9 @@ struct sockdump_settings {
 	 * a socket whose peer is owned by filter_uid (kernel uids) */
 	__u32 filter_uid_on;
 	__u32 filter_uid;
-	__u32 pad0;
+	/* --exclude-pid: sends by this process or its descendants, or on a socket
+	 * whose SO_PEERCRED peer it is, are left out (a viewer's own traffic); 0 = none */
+	__u32 exclude_tgid;
 	char filter_comm[SOCKDUMP_COMM_LEN];
 	/* --sock prefix as sun_path bytes; an abstract name starts with NUL */
 	char filter_path[SOCKDUMP_PATH_MAX];

@@ -114,6 +114,12 @@ pub struct Cli {
     #[arg(long, conflicts_with = "read")]
     pub all_users: bool,
 
+    /// Leave out the conversations of PID and of every process it started: messages
+    /// they send, and messages sent to them on sockets they connected (e.g. a viewer's
+    /// own display traffic). Wireshark's extcap sets it to Wireshark by default
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "read")]
+    pub exclude_pid: Option<u32>,
+
     /// Only messages sent by threads named NAME (exact; the kernel keeps 15 bytes)
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,

@@ -47,7 +47,8 @@ pub fn answer(args: &[OsString]) -> Result<()> {
                 .into_iter()
                 .map(OsString::from)
                 .chain([capture.fifo.into_os_string()])
-                .chain(capture.options.into_iter().map(OsString::from));
+                .chain(capture.options.into_iter().map(OsString::from))
+                .chain(viewer_excluded(capture.include_viewer));
             let mut cli = Cli::try_parse_from(argv)?;
             cli.quiet = true;
             cli.output_is_fifo = true;
@@ -55,6 +56,17 @@ pub fn answer(args: &[OsString]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Wireshark (or tshark) started this process: leave out its own
+/// conversations, unless the dialog asks for them, or its display traffic
+/// would fill the capture it displays.
+fn viewer_excluded(include_viewer: bool) -> Vec<OsString> {
+    let viewer = nix::unistd::getppid().as_raw();
+    if include_viewer || viewer <= 1 {
+        return Vec::new();
+    }
+    vec!["--exclude-pid".into(), viewer.to_string().into()]
 }
 
 /// The dialog's `--hook` choices: `auto`, then every hook family.

@@ -56,6 +56,12 @@ pub fn filter_description(cli: &Cli) -> Option<String> {
     if let Some(comm) = &cli.comm {
         parts.push(format!("--comm {comm}"));
     }
+    if let Some(pid) = cli.exclude_pid {
+        parts.push(format!("--exclude-pid {pid}"));
+    }
+    if let Some(uid) = own_conversations_only(cli) {
+        parts.push(format!("(only uid {uid}'s conversations)"));
+    }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
@@ -116,7 +122,14 @@ pub fn filter_from(cli: &Cli) -> Result<Filter> {
         Some(sock) => (Some(sun_path_prefix(sock)?), socket_file(sock)),
         None => (None, None),
     };
-    Ok(Filter { pid: cli.pid, comm, sock_prefix, sock_file, uid: own_conversations_only(cli) })
+    Ok(Filter {
+        pid: cli.pid,
+        comm,
+        sock_prefix,
+        sock_file,
+        uid: own_conversations_only(cli),
+        exclude_pid: cli.exclude_pid,
+    })
 }
 
 /// A non-root caller (running through file capabilities) sees only

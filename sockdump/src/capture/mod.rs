@@ -94,6 +94,9 @@ pub struct Filter {
     /// Only conversations one side of which runs under this (kernel) uid:
     /// a non-root caller without --all-users.
     pub uid: Option<u32>,
+    /// Leave out this process's conversations and those of what it started
+    /// (a viewer's own traffic).
+    pub exclude_pid: Option<u32>,
 }
 
 /// Everything the kernel side is configured with.
@@ -120,6 +123,7 @@ impl Settings {
             filter_pid: filter.pid.unwrap_or(0),
             filter_uid_on: filter.uid.is_some().into(),
             filter_uid: filter.uid.unwrap_or(0),
+            exclude_tgid: filter.exclude_pid.unwrap_or(0),
             filter_ino: filter.sock_file.map_or(0, |f| f.ino),
             filter_dev: filter.sock_file.map_or(0, |f| f.dev),
             seg_size: self.seg_size,
@@ -439,6 +443,7 @@ mod tests {
                 sock_prefix: Some(b"\0abs".to_vec()),
                 sock_file: Some(SocketFile { ino: 9, dev: 3 }),
                 uid: Some(1000),
+                exclude_pid: Some(42),
             },
             seg_size: 100,
             segs_per_msg: 3,
@@ -452,7 +457,7 @@ mod tests {
         assert_eq!(k.filter_path_len, 4);
         assert_eq!(&k.filter_path[..5], b"\0abs\0");
         assert_eq!((k.filter_ino, k.filter_dev), (9, 3));
-        assert_eq!((k.filter_uid_on, k.filter_uid), (1, 1000));
+        assert_eq!((k.filter_uid_on, k.filter_uid, k.exclude_tgid), (1, 1000, 42));
         assert_eq!((k.seg_size, k.segs_per_msg, k.wakeup_bytes), (100, 3, 1 << 17));
         assert_eq!(k.self_tgid, std::process::id());
         assert_eq!(k.as_bytes().len(), std::mem::size_of::<abi::Settings>());
