@@ -669,6 +669,7 @@ mod tests {
     }
 
     fn write_all(sink: &mut dyn Sink, events: &[Event<'_>]) {
+        sink.begin().unwrap();
         for ev in events {
             sink.write_event(ev).unwrap();
         }
@@ -698,7 +699,7 @@ mod tests {
         let big: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
         let evs = events(&big);
         for link in [Link::Ethernet, Link::User] {
-            let mut sink = PcapngSink::new(Vec::new(), options(link)).unwrap();
+            let mut sink = PcapngSink::new(Vec::new(), options(link));
             write_all(&mut sink, &evs);
             let (messages, lost) = read_back(&sink.into_inner());
             assert_eq!(lost, 3);
@@ -714,13 +715,13 @@ mod tests {
     fn pcap_user0_round_trips_and_pcap_ethernet_is_refused() {
         let big = vec![1u8; 100];
         let evs = events(&big);
-        let mut sink = PcapSink::new(Vec::new(), options(Link::User)).unwrap();
+        let mut sink = PcapSink::new(Vec::new(), options(Link::User));
         write_all(&mut sink, &evs);
         let (messages, lost) = read_back(&sink.into_inner());
         assert_eq!(lost, 0);
         assert_eq!(messages, evs.iter().map(expected).collect::<Vec<_>>());
 
-        let mut sink = PcapSink::new(Vec::new(), options(Link::Ethernet)).unwrap();
+        let mut sink = PcapSink::new(Vec::new(), options(Link::Ethernet));
         write_all(&mut sink, &evs);
         let bytes = sink.into_inner();
         let err = CaptureReader::new(&bytes[..]).err().unwrap();
@@ -747,7 +748,7 @@ mod tests {
         assert!(matches!(err, ReadError::NoComment { packet: 1 }), "{err}");
         // Cut short anywhere: an error or fewer messages, never a panic.
         let big = vec![2u8; 70000];
-        let mut sink = PcapngSink::new(Vec::new(), options(Link::Ethernet)).unwrap();
+        let mut sink = PcapngSink::new(Vec::new(), options(Link::Ethernet));
         write_all(&mut sink, &events(&big));
         let bytes = sink.into_inner();
         for cut in (0..bytes.len()).step_by(97) {

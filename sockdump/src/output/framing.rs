@@ -421,6 +421,10 @@ impl Framer {
         }
     }
 
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
     /// Frames one message, calling `emit` for each packet in order.
     pub fn frame<E>(
         &mut self,

@@ -48,20 +48,14 @@ pub struct PcapSink<W: Write> {
 }
 
 impl<W: Write> PcapSink<W> {
-    /// Writes the file header at once, so a reader on a pipe can start.
-    pub fn new(mut out: W, options: SinkOptions) -> io::Result<Self> {
-        let mut records = Vec::with_capacity(1 << 17);
-        push_header(&mut records, options.link.linktype());
-        out.write_all(&records)?;
-        out.flush()?;
-        records.clear();
-        Ok(PcapSink {
+    pub fn new(out: W, options: SinkOptions) -> Self {
+        PcapSink {
             out,
             framer: Framer::new(options.link, options.ports),
             clock: options.clock,
             flush_each: options.flush_each,
-            records,
-        })
+            records: Vec::with_capacity(1 << 17),
+        }
     }
 
     pub fn into_inner(self) -> W {
@@ -70,6 +64,13 @@ impl<W: Write> PcapSink<W> {
 }
 
 impl<W: Write> super::Sink for PcapSink<W> {
+    fn begin(&mut self) -> io::Result<()> {
+        self.records.clear();
+        push_header(&mut self.records, self.framer.link().linktype());
+        self.out.write_all(&self.records)?;
+        self.out.flush()
+    }
+
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
         let ts = epoch_ns(self.clock, event.timestamp_ns);
         let Self { framer, records, .. } = self;

@@ -199,6 +199,8 @@ pub struct PcapngSink<W: Write> {
     framer: Framer,
     clock: WallClock,
     flush_each: bool,
+    filter: Option<String>,
+    /// When this file began, for its statistics.
     started_ns: u64,
     /// Every block of one message, written at once.
     blocks: Vec<u8>,
@@ -206,31 +208,17 @@ pub struct PcapngSink<W: Write> {
 }
 
 impl<W: Write> PcapngSink<W> {
-    /// Writes the section and interface headers at once, so a reader
-    /// (Wireshark on a pipe) can start before the first packet.
-    pub fn new(mut out: W, options: SinkOptions) -> io::Result<Self> {
-        let mut blocks = Vec::with_capacity(1 << 17);
-        push_shb(&mut blocks, &user_application(), os_name().as_deref());
-        push_idb(
-            &mut blocks,
-            &Interface {
-                linktype: options.link.linktype(),
-                description: "unix domain socket messages",
-                filter: options.filter.as_deref(),
-            },
-        );
-        out.write_all(&blocks)?;
-        out.flush()?;
-        blocks.clear();
-        Ok(PcapngSink {
+    pub fn new(out: W, options: SinkOptions) -> Self {
+        PcapngSink {
             out,
             framer: Framer::new(options.link, options.ports),
             clock: options.clock,
             flush_each: options.flush_each,
-            started_ns: unix_now_ns(),
-            blocks,
+            filter: options.filter,
+            started_ns: 0,
+            blocks: Vec::with_capacity(1 << 17),
             comment: String::with_capacity(512),
-        })
+        }
     }
 
     pub fn into_inner(self) -> W {
@@ -239,6 +227,24 @@ impl<W: Write> PcapngSink<W> {
 }
 
 impl<W: Write> super::Sink for PcapngSink<W> {
+    /// The section and interface headers: Wireshark on a pipe can start
+    /// before the first packet.
+    fn begin(&mut self) -> io::Result<()> {
+        self.started_ns = unix_now_ns();
+        self.blocks.clear();
+        push_shb(&mut self.blocks, &user_application(), os_name().as_deref());
+        push_idb(
+            &mut self.blocks,
+            &Interface {
+                linktype: self.framer.link().linktype(),
+                description: "unix domain socket messages",
+                filter: self.filter.as_deref(),
+            },
+        );
+        self.out.write_all(&self.blocks)?;
+        self.out.flush()
+    }
+
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
         let ts = epoch_ns(self.clock, event.timestamp_ns);
         let meta = MessageMeta::of(event);
