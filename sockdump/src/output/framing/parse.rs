@@ -1,5 +1,7 @@
 //! The payload of one of sockdump's Ethernet frames, for `-r`.
 
+use sockdump_common::bytes::{u16_at, BigEndian};
+
 use super::packet::{ETH_LEN, IPV4_LEN, TCP_LEN, UDP_LEN};
 
 /// Why a frame is not one of sockdump's Ethernet/IPv4 packets.
@@ -35,7 +37,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
     if ihl < IPV4_LEN || ip.len() < ihl {
         return Err(FrameError::Short);
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let total = usize::from(u16_at::<BigEndian>(ip, 2).ok_or(FrameError::Short)?);
     // Ethernet may pad short frames: the IP length says where data ends.
     let ip = &ip[..ip.len().min(total.max(ihl))];
     let transport = &ip[ihl..];
