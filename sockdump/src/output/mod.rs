@@ -164,6 +164,11 @@ pub struct SinkOptions {
     pub filter: Option<String>,
 }
 
+/// Nanoseconds since the epoch of a kernel timestamp (0 before 1970).
+fn epoch_ns(clock: WallClock, monotonic_ns: u64) -> u64 {
+    u64::try_from(clock.epoch_ns(monotonic_ns).max(0)).unwrap_or(u64::MAX)
+}
+
 /// Nanoseconds since the Unix epoch, now.
 pub fn unix_now_ns() -> u64 {
     std::time::SystemTime::now()

@@ -8,7 +8,7 @@
 //! when its path is recognisable, so dissectors pick the traffic up with no
 //! Decode As. USER0 framing: a sockdump header, then the bytes.
 //!
-//! Pure: no I/O; `pcapng.rs` and `pcap.rs` put the packets into files.
+//! Pure: no I/O; the pcapng and pcap sinks put the packets into files.
 //! [`ports`] says which names get well-known ports, [`network`] keeps the
 //! synthetic addresses and conversations, [`packet`] builds the headers and
 //! [`parse`] finds the payload again (`-r`).
