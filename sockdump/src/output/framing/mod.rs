@@ -172,12 +172,7 @@ impl Framer {
                 })?;
             }
         }
-        let len = ev.len as usize;
-        let count = len.div_ceil(TCP_MAX_PAYLOAD).max(1);
-        for index in 0..count {
-            let offset = index * TCP_MAX_PAYLOAD;
-            let sent = (len - offset).min(TCP_MAX_PAYLOAD);
-            let captured = captured_slice(ev.data, offset, sent);
+        for Piece { offset, sent, captured, part } in pieces(ev, TCP_MAX_PAYLOAD) {
             self.buf.clear();
             let segment = TcpSegment {
                 // Offsets stay below len, a u32.
@@ -191,7 +186,7 @@ impl Framer {
                 bytes: &self.buf,
                 orig_len: (ETH_LEN + IPV4_LEN + TCP_LEN + sent) as u32,
                 direction: route.direction,
-                content: Content::Message { part: part(index, count) },
+                content: Content::Message { part },
             })?;
         }
         Ok(())
@@ -203,35 +198,45 @@ impl Framer {
         route: &Route,
         emit: &mut impl FnMut(Packet<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let len = ev.len as usize;
-        let count = len.div_ceil(UDP_MAX_PAYLOAD).max(1);
-        for index in 0..count {
-            let offset = index * UDP_MAX_PAYLOAD;
-            let sent = (len - offset).min(UDP_MAX_PAYLOAD);
-            let captured = captured_slice(ev.data, offset, sent);
+        for Piece { sent, captured, part, .. } in pieces(ev, UDP_MAX_PAYLOAD) {
             self.buf.clear();
             push_udp_packet(&mut self.buf, &route.src, &route.dst, captured, sent);
             emit(Packet {
                 bytes: &self.buf,
                 orig_len: (ETH_LEN + IPV4_LEN + UDP_LEN + sent) as u32,
                 direction: route.direction,
-                content: Content::Message { part: part(index, count) },
+                content: Content::Message { part },
             })?;
         }
         Ok(())
     }
 }
 
-fn part(index: usize, count: usize) -> Option<Part> {
-    // Counts are at most len / 65495 + 1: they fit u32.
-    (count > 1).then(|| Part { index: index as u32 + 1, count: count as u32 })
+/// One packet's share of a message split into packets of at most `max`
+/// sent bytes.
+struct Piece<'d> {
+    /// Where its sent bytes start in the message.
+    offset: usize,
+    sent: usize,
+    /// The captured ones among them.
+    captured: &'d [u8],
+    /// Which part it is, when there are several.
+    part: Option<Part>,
 }
 
-/// The captured bytes of the sent range `offset..offset + sent`.
-fn captured_slice(data: &[u8], offset: usize, sent: usize) -> &[u8] {
-    let start = offset.min(data.len());
-    let end = (offset + sent).min(data.len());
-    &data[start..end]
+fn pieces<'d>(ev: &Event<'d>, max: usize) -> impl Iterator<Item = Piece<'d>> {
+    let len = ev.len as usize;
+    let data = ev.data;
+    let count = len.div_ceil(max).max(1);
+    (0..count).map(move |index| {
+        let offset = index * max;
+        let sent = (len - offset).min(max);
+        let start = offset.min(data.len());
+        let end = (offset + sent).min(data.len());
+        // Counts are at most len / 65495 + 1: they fit u32.
+        let part = (count > 1).then(|| Part { index: index as u32 + 1, count: count as u32 });
+        Piece { offset, sent, captured: &data[start..end], part }
+    })
 }
 
 #[cfg(test)]
