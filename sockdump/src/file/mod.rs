@@ -1,8 +1,9 @@
 //! Capture files, both ways. Each format is known to one module, which
 //! writes it and reads it back: [`pcapng`] and [`pcap`]. Reading goes
 //! through the `pcap-file` crate for both, and so does writing pcap;
-//! pcapng is written by hand because the crate's writer costs a third more
-//! CPU per message (BENCHMARKS.md, `sockdump-bench writers`).
+//! pcapng is written by hand because the crate's writer costs 20-50% more
+//! CPU per message at 64 B and 1 KiB (BENCHMARKS.md, `sockdump-bench
+//! writers`).
 
 pub mod pcap;
 pub mod pcapng;
@@ -21,7 +22,8 @@ pub enum FileError {
     Damaged(String),
 }
 
-/// Readers buffer this much: a block or packet longer than this is refused.
+/// Readers buffer this much: a block or packet longer than this is refused
+/// (the messages say 16 MiB).
 const MAX_BLOCK: usize = 16 << 20;
 
 /// One packet as a file holds it, valid until the next is read.

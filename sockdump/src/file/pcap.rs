@@ -80,7 +80,9 @@ impl<R: Read> Packets<R> {
         let linktype = self.linktype();
         let packet = match self.reader.next_packet() {
             None => return Ok(None),
-            Some(packet) => packet.map_err(|e| damaged(&e, "the last packet is cut short"))?,
+            Some(packet) => {
+                packet.map_err(|e| damaged(&e, "the last packet is cut short, or longer than 16 MiB"))?
+            }
         };
         let timestamp_ns = u64::try_from(packet.timestamp().as_nanos()).unwrap_or(u64::MAX);
         self.data.clear();
