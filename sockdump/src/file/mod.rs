@@ -14,7 +14,7 @@ use std::io::{self, Read};
 /// Why a file cannot be read as a capture.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("not a pcap or pcapng file (it starts with {0:02x?})")]
     NotCapture([u8; 4]),

@@ -131,9 +131,8 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn open(path: &Path, filter: Filter) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let reader =
-            CaptureFileReader::new(file).with_context(|| format!("cannot read {}", path.display()))?;
+            CaptureFileReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let filter = ReadFilter { pid: filter.pid, comm: filter.comm, sock: filter.sock_prefix };
         Ok(FileSource { path: path.to_path_buf(), reader, filter, ended: false })
     }
