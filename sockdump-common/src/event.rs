@@ -1,6 +1,7 @@
 use std::fmt;
 
 use crate::abi::{self, event as layout, Field};
+use crate::bytes::{u16_at, u32_at, u64_at, NativeEndian};
 
 /// Why a ring buffer record is not a valid event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,34 +154,25 @@ pub struct Event<'a> {
     pub data: &'a [u8],
 }
 
-fn bytes_at(record: &[u8], field: Field) -> &[u8] {
-    &record[field.offset..field.offset + field.size]
+fn bytes_at(record: &[u8], field: Field) -> Result<&[u8], DecodeError> {
+    field
+        .offset
+        .checked_add(field.size)
+        .and_then(|end| record.get(field.offset..end))
+        .ok_or(DecodeError::TooShort { len: record.len(), need: layout::SIZE })
 }
 
-fn u64_at(record: &[u8], field: Field) -> u64 {
-    let mut raw = [0; 8];
-    raw.copy_from_slice(bytes_at(record, field));
-    u64::from_ne_bytes(raw)
-}
-
-fn u32_at(record: &[u8], field: Field) -> u32 {
-    let mut raw = [0; 4];
-    raw.copy_from_slice(bytes_at(record, field));
-    u32::from_ne_bytes(raw)
-}
-
-fn u16_at(record: &[u8], field: Field) -> u16 {
-    let mut raw = [0; 2];
-    raw.copy_from_slice(bytes_at(record, field));
-    u16::from_ne_bytes(raw)
+/// A number of `field`, in the kernel's (this machine's) byte order.
+fn number<T>(record: &[u8], field: Field, read: fn(&[u8], usize) -> Option<T>) -> Result<T, DecodeError> {
+    read(bytes_at(record, field)?, 0).ok_or(DecodeError::TooShort { len: record.len(), need: layout::SIZE })
 }
 
 fn name_at<'a>(record: &'a [u8], field: Field, len_field: Field) -> Result<SocketName<'a>, DecodeError> {
-    let len = record[len_field.offset];
+    let len = bytes_at(record, len_field)?[0];
     if usize::from(len) > field.size {
         return Err(DecodeError::NameTooLong { len });
     }
-    Ok(SocketName::from_sun_path(&bytes_at(record, field)[..usize::from(len)]))
+    Ok(SocketName::from_sun_path(&bytes_at(record, field)?[..usize::from(len)]))
 }
 
 impl<'a> Event<'a> {
@@ -189,8 +181,11 @@ impl<'a> Event<'a> {
         if record.len() < layout::SIZE {
             return Err(DecodeError::TooShort { len: record.len(), need: layout::SIZE });
         }
-        let len = u32_at(record, layout::LEN);
-        let captured = u32_at(record, layout::CAPTURED);
+        let u16_field = |field| number(record, field, u16_at::<NativeEndian>);
+        let u32_field = |field| number(record, field, u32_at::<NativeEndian>);
+        let u64_field = |field| number(record, field, u64_at::<NativeEndian>);
+        let len = u32_field(layout::LEN)?;
+        let captured = u32_field(layout::CAPTURED)?;
         if captured > len {
             return Err(DecodeError::CapturedBeyondLength { captured, len });
         }
@@ -199,19 +194,19 @@ impl<'a> Event<'a> {
             .ok()
             .and_then(|captured| record[layout::SIZE..].get(..captured))
             .ok_or(DecodeError::MissingData { captured, available })?;
-        let comm = bytes_at(record, layout::COMM);
+        let comm = bytes_at(record, layout::COMM)?;
         let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
 
         Ok(Self {
-            timestamp_ns: u64_at(record, layout::TIMESTAMP_NS),
-            sock_ino: u64_at(record, layout::SOCK_INO),
-            peer_ino: u64_at(record, layout::PEER_INO),
-            pid: u32_at(record, layout::PID),
-            tid: u32_at(record, layout::TID),
-            peer_pid: u32_at(record, layout::PEER_PID),
+            timestamp_ns: u64_field(layout::TIMESTAMP_NS)?,
+            sock_ino: u64_field(layout::SOCK_INO)?,
+            peer_ino: u64_field(layout::PEER_INO)?,
+            pid: u32_field(layout::PID)?,
+            tid: u32_field(layout::TID)?,
+            peer_pid: u32_field(layout::PEER_PID)?,
             len,
-            sock_type: SockType::from_raw(u16_at(record, layout::SOCK_TYPE)),
-            flags: EventFlags(u16_at(record, layout::FLAGS)),
+            sock_type: SockType::from_raw(u16_field(layout::SOCK_TYPE)?),
+            flags: EventFlags(u16_field(layout::FLAGS)?),
             comm: &comm[..comm_end],
             path: name_at(record, layout::PATH, layout::PATH_LEN)?,
             peer_path: name_at(record, layout::PEER_PATH, layout::PEER_PATH_LEN)?,

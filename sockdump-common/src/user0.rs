@@ -30,6 +30,7 @@
 //! find the data. An incompatible change gets a new version number.
 
 use crate::abi;
+use crate::bytes::{u16_at, u32_at, u64_at, BigEndian};
 use crate::event::{EventFlags, SockType, SocketName};
 use crate::meta::{Direction, MessageMeta};
 
@@ -120,35 +121,23 @@ pub fn write_header(out: &mut Vec<u8>, meta: &MessageMeta<'_>, direction: Direct
     out.resize(start + header_len, 0);
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn be64(b: &[u8], at: usize) -> u64 {
-    let mut raw = [0; 8];
-    raw.copy_from_slice(&b[at..at + 8]);
-    u64::from_be_bytes(raw)
-}
-
 /// Decodes one USER0 packet: header, then data.
 pub fn parse(packet: &[u8]) -> Result<User0Record<'_>, User0Error> {
-    if packet.len() < FIXED_LEN {
-        return Err(User0Error::TooShort(packet.len()));
-    }
-    if packet[..8] != MAGIC {
+    let short = || User0Error::TooShort(packet.len());
+    let be16 = |at| u16_at::<BigEndian>(packet, at).ok_or_else(short);
+    let be32 = |at| u32_at::<BigEndian>(packet, at).ok_or_else(short);
+    let be64 = |at| u64_at::<BigEndian>(packet, at).ok_or_else(short);
+    let fixed = packet.get(..FIXED_LEN).ok_or_else(short)?;
+    if fixed[..8] != MAGIC {
         return Err(User0Error::Magic);
     }
-    let version = be16(packet, 8);
+    let version = be16(8)?;
     if version != VERSION {
         return Err(User0Error::Version(version));
     }
-    let header_len = usize::from(be16(packet, 10));
-    let path_len = usize::from(packet[17]);
-    let peer_path_len = usize::from(packet[18]);
+    let header_len = usize::from(be16(10)?);
+    let path_len = usize::from(fixed[17]);
+    let peer_path_len = usize::from(fixed[18]);
     if path_len > abi::PATH_MAX
         || peer_path_len > abi::PATH_MAX
         || header_len < FIXED_LEN + path_len + peer_path_len
@@ -156,12 +145,12 @@ pub fn parse(packet: &[u8]) -> Result<User0Record<'_>, User0Error> {
     {
         return Err(User0Error::HeaderLength(header_len));
     }
-    let len = be32(packet, 32);
-    let captured = be32(packet, 36);
+    let len = be32(32)?;
+    let captured = be32(36)?;
     if captured > len {
         return Err(User0Error::CapturedBeyondLength { captured, len });
     }
-    let comm = &packet[56..72];
+    let comm = &fixed[56..72];
     let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     let path = &packet[FIXED_LEN..FIXED_LEN + path_len];
     let peer_path = &packet[FIXED_LEN + path_len..FIXED_LEN + path_len + peer_path_len];
@@ -169,20 +158,20 @@ pub fn parse(packet: &[u8]) -> Result<User0Record<'_>, User0Error> {
     let data = &data[..data.len().min(captured as usize)];
     Ok(User0Record {
         meta: MessageMeta {
-            pid: be32(packet, 20),
-            tid: be32(packet, 24),
+            pid: be32(20)?,
+            tid: be32(24)?,
             comm: &comm[..comm_end],
-            peer_pid: be32(packet, 28),
-            sock_type: SockType::from_raw(be16(packet, 12)),
-            sock_ino: be64(packet, 40),
-            peer_ino: be64(packet, 48),
+            peer_pid: be32(28)?,
+            sock_type: SockType::from_raw(be16(12)?),
+            sock_ino: be64(40)?,
+            peer_ino: be64(48)?,
             path: SocketName::from_sun_path(path),
             peer_path: SocketName::from_sun_path(peer_path),
             len,
             captured,
-            flags: EventFlags(be16(packet, 14)),
+            flags: EventFlags(be16(14)?),
         },
-        direction: Direction::from_bits(packet[16]),
+        direction: Direction::from_bits(fixed[16]),
         data,
     })
 }

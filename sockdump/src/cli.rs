@@ -8,6 +8,7 @@ use sockdump_common::abi;
 
 use crate::capture::HookChoice;
 use crate::output::framing::PortMapEntry;
+use crate::output::text::TextStyle;
 use crate::output::Expect;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,7 +28,28 @@ pub enum Format {
 impl Format {
     /// pcap and pcapng: packets for Wireshark rather than text.
     pub fn is_capture_file(self) -> bool {
-        matches!(self, Format::Pcap | Format::Pcapng)
+        self.text_style().is_none()
+    }
+
+    /// As `--format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Hex => "hex",
+            Format::String => "string",
+            Format::Hexstring => "hexstring",
+            Format::Pcap => "pcap",
+            Format::Pcapng => "pcapng",
+        }
+    }
+
+    /// The text sink's style; none for the capture file formats.
+    pub fn text_style(self) -> Option<TextStyle> {
+        match self {
+            Format::Hex => Some(TextStyle::Hex),
+            Format::String => Some(TextStyle::String),
+            Format::Hexstring => Some(TextStyle::Hexstring),
+            Format::Pcap | Format::Pcapng => None,
+        }
     }
 }
 

@@ -3,12 +3,14 @@
 //! A [`pump::Source`] (live `capture`, or a file `read` back with `-r`)
 //! hands decoded events to the one event loop, [`pump::pump`], which feeds
 //! an [`output::Sink`]. `setup` builds them from the command line (`cli`),
-//! `run` drives them, `messages` is what the user is told.
+//! `run` drives them, `messages` is what the user is told. `file` knows the
+//! pcap and pcapng formats, for writing and reading alike.
 
 pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod extcap;
+pub mod file;
 pub mod messages;
 pub mod output;
 pub mod privileges;

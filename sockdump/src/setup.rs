@@ -38,7 +38,7 @@ pub fn check_output_options(cli: &Cli) -> Result<()> {
         bail!(
             "not writing a binary {} capture to the terminal: give -o FILE, or pipe it \
              (sockdump --format pcapng -o - | wireshark -k -i -)",
-            if cli.format == crate::cli::Format::Pcap { "pcap" } else { "pcapng" }
+            cli.format.name()
         );
     }
     Ok(())
@@ -73,8 +73,8 @@ pub fn make_sink(
     flush_each: bool,
     clock: WallClock,
 ) -> Result<Box<dyn Sink>> {
-    if !cli.format.is_capture_file() {
-        return Ok(Box::new(TextSink::new(destination, cli.format, clock, Zone::Local)));
+    if let Some(style) = cli.format.text_style() {
+        return Ok(Box::new(TextSink::new(destination, style, clock, Zone::Local)));
     }
     let options = SinkOptions {
         link: match cli.link {
@@ -86,11 +86,12 @@ pub fn make_sink(
         flush_each,
         filter: filter_description(cli),
     };
-    let sink: Box<dyn Sink> = if cli.format == crate::cli::Format::Pcap {
-        Box::new(PcapSink::new(destination, options).context("cannot write the pcap header")?)
+    let mut sink: Box<dyn Sink> = if cli.format == crate::cli::Format::Pcap {
+        Box::new(PcapSink::new(destination, options))
     } else {
-        Box::new(PcapngSink::new(destination, options).context("cannot write the pcapng header")?)
+        Box::new(PcapngSink::new(destination, options))
     };
+    sink.begin().with_context(|| format!("cannot write the {} header", cli.format.name()))?;
     Ok(sink)
 }
 

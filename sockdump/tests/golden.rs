@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 
-use sockdump::cli::Format;
 use sockdump::clock::{WallClock, Zone};
-use sockdump::output::text::TextSink;
+use sockdump::output::text::{TextSink, TextStyle};
 use sockdump::output::{Sink, Stats};
 use sockdump_common::{Event, EventFlags, SockType, SocketName};
 
@@ -85,9 +84,9 @@ fn events() -> Vec<Event<'static>> {
     ]
 }
 
-fn render(format: Format) -> Vec<u8> {
+fn render(style: TextStyle) -> Vec<u8> {
     let mut sink =
-        TextSink::new(Vec::new(), format, WallClock::with_offset(1_764_071_744_000_000_000), Zone::Utc);
+        TextSink::new(Vec::new(), style, WallClock::with_offset(1_764_071_744_000_000_000), Zone::Utc);
     for event in events() {
         sink.write_event(&event).unwrap();
     }
@@ -95,9 +94,9 @@ fn render(format: Format) -> Vec<u8> {
     sink.into_inner()
 }
 
-fn check(format: Format, file: &str) {
+fn check(style: TextStyle, file: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
-    let actual = render(format);
+    let actual = render(style);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &actual).unwrap();
     }
@@ -111,15 +110,15 @@ fn check(format: Format, file: &str) {
 
 #[test]
 fn hex() {
-    check(Format::Hex, "text-hex.txt");
+    check(TextStyle::Hex, "text-hex.txt");
 }
 
 #[test]
 fn string() {
-    check(Format::String, "text-string.txt");
+    check(TextStyle::String, "text-string.txt");
 }
 
 #[test]
 fn hexstring() {
-    check(Format::Hexstring, "text-hexstring.txt");
+    check(TextStyle::Hexstring, "text-hexstring.txt");
 }

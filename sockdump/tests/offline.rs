@@ -8,12 +8,11 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{count, fields, follow_tcp, lua_plugin, TempDir, SOCKDUMP};
-use sockdump::cli::Format;
 use sockdump::clock::{WallClock, Zone};
 use sockdump::output::framing::{Link, PortMap, PortMapEntry};
 use sockdump::output::pcap::PcapSink;
 use sockdump::output::pcapng::PcapngSink;
-use sockdump::output::text::TextSink;
+use sockdump::output::text::{TextSink, TextStyle};
 use sockdump::output::{Sink, SinkOptions, Stats};
 use sockdump_common::{abi, Event, EventFlags, SockType, SocketName};
 
@@ -142,6 +141,7 @@ fn options(link: Link, ports: Vec<PortMapEntry>) -> SinkOptions {
 }
 
 fn write(sink: &mut dyn Sink, events: &[Event<'_>], path: &Path) {
+    sink.begin().expect("header");
     for e in events {
         sink.write_event(e).expect("encode");
     }
@@ -150,7 +150,7 @@ fn write(sink: &mut dyn Sink, events: &[Event<'_>], path: &Path) {
 }
 
 fn pcapng_file(dir: &TempDir, name: &str, link: Link, events: &[Event<'_>]) -> std::path::PathBuf {
-    let mut sink = PcapngSink::new(Vec::new(), options(link, Vec::new())).expect("sink");
+    let mut sink = PcapngSink::new(Vec::new(), options(link, Vec::new()));
     let path = dir.join(name);
     write(&mut sink, events, &path);
     std::fs::write(&path, sink.into_inner()).expect("write the capture");
@@ -279,7 +279,7 @@ fn pcap_has_the_same_packets_with_nanosecond_times() {
     let dir = TempDir::new("pcap");
     let r = recorded();
     let evs = events(&r);
-    let mut sink = PcapSink::new(Vec::new(), options(Link::Ethernet, Vec::new())).expect("sink");
+    let mut sink = PcapSink::new(Vec::new(), options(Link::Ethernet, Vec::new()));
     let path = dir.join("all.pcap");
     write(&mut sink, &evs, &path);
     std::fs::write(&path, sink.into_inner()).expect("write");
@@ -318,8 +318,7 @@ fn port_map_gives_unknown_paths_a_protocol() {
         ),
     ];
     let mut sink =
-        PcapngSink::new(Vec::new(), options(Link::Ethernet, vec!["/srv/pg=5432".parse().expect("entry")]))
-            .expect("sink");
+        PcapngSink::new(Vec::new(), options(Link::Ethernet, vec!["/srv/pg=5432".parse().expect("entry")]));
     let path = dir.join("m.pcapng");
     write(&mut sink, &evs, &path);
     std::fs::write(&path, sink.into_inner()).expect("write");
@@ -394,7 +393,7 @@ fn lua_plugin_shows_odd_names_readably() {
         1,
     )];
     for link in [Link::Ethernet, Link::User] {
-        let mut sink = PcapngSink::new(Vec::new(), options(link, Vec::new())).expect("sink");
+        let mut sink = PcapngSink::new(Vec::new(), options(link, Vec::new()));
         let path = dir.join("odd.pcapng");
         write(&mut sink, &evs, &path);
         std::fs::write(&path, sink.into_inner()).expect("write");
@@ -415,10 +414,9 @@ fn lua_plugin_decodes_user0() {
     for (name, sink) in [
         (
             "u.pcapng",
-            Box::new(PcapngSink::new(Vec::new(), options(Link::User, Vec::new())).expect("sink"))
-                as Box<dyn SinkBytes>,
+            Box::new(PcapngSink::new(Vec::new(), options(Link::User, Vec::new()))) as Box<dyn SinkBytes>,
         ),
-        ("u.pcap", Box::new(PcapSink::new(Vec::new(), options(Link::User, Vec::new())).expect("sink"))),
+        ("u.pcap", Box::new(PcapSink::new(Vec::new(), options(Link::User, Vec::new())))),
     ] {
         let path = dir.join(name);
         let bytes = sink.encode(&evs);
@@ -458,8 +456,8 @@ impl SinkBytes for PcapSink<Vec<u8>> {
 }
 
 /// The text sockdump would print for `events` while capturing.
-fn text(events: &[Event<'_>], format: Format) -> Vec<u8> {
-    let mut sink = TextSink::new(Vec::new(), format, WallClock::with_offset(EPOCH_OFFSET), Zone::Local);
+fn text(events: &[Event<'_>], style: TextStyle) -> Vec<u8> {
+    let mut sink = TextSink::new(Vec::new(), style, WallClock::with_offset(EPOCH_OFFSET), Zone::Local);
     for e in events {
         sink.write_event(e).expect("text");
     }
@@ -497,9 +495,9 @@ fn read_back_prints_what_a_text_capture_prints() {
     let status =
         Command::new("editcap").arg(&file).arg(&rewritten).status().expect("editcap (wireshark-common)");
     assert!(status.success());
-    for format in [Format::Hex, Format::String, Format::Hexstring] {
-        let name = format!("{format:?}").to_lowercase();
-        let expected = text(&evs, format);
+    for style in [TextStyle::Hex, TextStyle::String, TextStyle::Hexstring] {
+        let name = format!("{style:?}").to_lowercase();
+        let expected = text(&evs, style);
         for f in [&file, &user, &rewritten] {
             let (stdout, stderr) = read_back(f, &["--format", &name]);
             assert!(
@@ -516,9 +514,9 @@ fn read_back_prints_what_a_text_capture_prints() {
     }
     // Filters and -c apply when reading.
     let (stdout, _) = read_back(&file, &["--format", "string", "--pid", "200", "-c", "2"]);
-    assert_eq!(stdout, text(&evs[..2], Format::String));
+    assert_eq!(stdout, text(&evs[..2], TextStyle::String));
     let (stdout, _) = read_back(&file, &["--format", "string", "--sock", "@notify", "--comm", "notify"]);
-    assert_eq!(stdout, text(&evs[11..12], Format::String));
+    assert_eq!(stdout, text(&evs[11..12], TextStyle::String));
 }
 
 #[test]
@@ -530,7 +528,7 @@ fn read_back_converts_between_framings() {
     let eth = dir.join("eth.pcapng");
     let (_, _) = read_back(&user, &["--format", "pcapng", "-o", eth.to_str().expect("utf-8")]);
     let (stdout, _) = read_back(&eth, &["--format", "hex"]);
-    assert_eq!(stdout, text(&evs, Format::Hex));
+    assert_eq!(stdout, text(&evs, TextStyle::Hex));
     assert_eq!(count(&eth, "http.request", &[]), 1);
 }
 

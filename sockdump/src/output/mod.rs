@@ -25,8 +25,15 @@ pub struct Stats {
     pub lost: u64,
 }
 
-/// An output format.
+/// An output format. Knows nothing of the command line: `run` chooses and
+/// configures it.
 pub trait Sink {
+    /// Writes what precedes the first message (a file header), at once, so a
+    /// reader on a pipe can start. Called once per output file; a format
+    /// with no header (text) writes nothing.
+    fn begin(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()>;
     /// Called whenever the ring buffer is drained, so a reader sees messages
     /// promptly without a write per message under load.
@@ -155,6 +162,11 @@ pub struct SinkOptions {
     pub flush_each: bool,
     /// The capture filter, recorded in the pcapng interface block.
     pub filter: Option<String>,
+}
+
+/// Nanoseconds since the epoch of a kernel timestamp (0 before 1970).
+fn epoch_ns(clock: WallClock, monotonic_ns: u64) -> u64 {
+    u64::try_from(clock.epoch_ns(monotonic_ns).max(0)).unwrap_or(u64::MAX)
 }
 
 /// Nanoseconds since the Unix epoch, now.

@@ -6,12 +6,22 @@ use std::io::{self, Write};
 use sockdump_common::{Event, SocketName};
 
 use super::{Sink, Stats};
-use crate::cli::Format;
 use crate::clock::{TimeOfDay, WallClock, Zone};
+
+/// How the bytes of a message are shown under its header line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextStyle {
+    /// Offset, 16 bytes in hex, and their ASCII.
+    Hex,
+    /// The bytes as they are.
+    String,
+    /// Every byte as `\xNN`.
+    Hexstring,
+}
 
 pub struct TextSink<W: Write> {
     out: W,
-    format: Format,
+    style: TextStyle,
     clock: WallClock,
     time: TimeOfDay,
     /// One record, encoded before a single write: no allocation per message.
@@ -19,8 +29,8 @@ pub struct TextSink<W: Write> {
 }
 
 impl<W: Write> TextSink<W> {
-    pub fn new(out: W, format: Format, clock: WallClock, zone: Zone) -> Self {
-        TextSink { out, format, clock, time: TimeOfDay::new(zone), buf: Vec::with_capacity(1 << 16) }
+    pub fn new(out: W, style: TextStyle, clock: WallClock, zone: Zone) -> Self {
+        TextSink { out, style, clock, time: TimeOfDay::new(zone), buf: Vec::with_capacity(1 << 16) }
     }
 
     pub fn into_inner(self) -> W {
@@ -33,11 +43,10 @@ impl<W: Write> Sink for TextSink<W> {
         self.buf.clear();
         self.time.push(&mut self.buf, self.clock.epoch_ns(event.timestamp_ns));
         push_header(&mut self.buf, event);
-        match self.format {
-            // run.rs builds other sinks for capture files; hex is the fallback.
-            Format::Hex | Format::Pcap | Format::Pcapng => push_hex(&mut self.buf, event.data),
-            Format::String => push_string(&mut self.buf, event.data),
-            Format::Hexstring => push_hexstring(&mut self.buf, event.data),
+        match self.style {
+            TextStyle::Hex => push_hex(&mut self.buf, event.data),
+            TextStyle::String => push_string(&mut self.buf, event.data),
+            TextStyle::Hexstring => push_hexstring(&mut self.buf, event.data),
         }
         self.out.write_all(&self.buf)
     }

@@ -3,9 +3,12 @@
 //!
 //! `sockdump-bench [--sockdump PATH] [--quick] [--markdown FILE]` prints a
 //! table; `workload` is the measured traffic, started by the runner.
+//! `sockdump-bench writers [--messages N] [--rounds N]` compares the capture
+//! file writers (no root, no capture).
 
 mod measure;
 mod workload;
+mod writers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +40,21 @@ fn real_main() -> Result<()> {
             rate: get("--rate")?,
         };
         return workload::run(&w, args.iter().any(|a| a == "--wait"));
+    }
+    if args.first().map(String::as_str) == Some("writers") {
+        let mut options = writers::Options { messages: 50_000, rounds: 25 };
+        let mut rest = args[1..].iter();
+        while let Some(arg) = rest.next() {
+            let mut value = || -> Result<usize> { Ok(rest.next().context("missing value")?.parse()?) };
+            match arg.as_str() {
+                "--messages" => options.messages = value()?,
+                "--rounds" => options.rounds = value()?,
+                other => bail!(
+                    "unknown argument {other}; usage: sockdump-bench writers [--messages N] [--rounds N]"
+                ),
+            }
+        }
+        return writers::run(&options, &mut measure::Report { text: String::new() });
     }
     let mut options = measure::Options {
         sockdump: std::env::current_exe()?.with_file_name("sockdump"),

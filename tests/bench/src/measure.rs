@@ -233,7 +233,7 @@ fn bpf_time(capture: &Option<Sockdump>) -> u64 {
         .sum()
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -245,12 +245,12 @@ fn calibrate(opts: &Options, size: usize, seconds: f64, scratch: &Path) -> Resul
     Ok(((rate * seconds) as u64).max(1000))
 }
 
-struct Report {
-    text: String,
+pub(crate) struct Report {
+    pub(crate) text: String,
 }
 
 impl Report {
-    fn line(&mut self, line: String) {
+    pub(crate) fn line(&mut self, line: String) {
         println!("{line}");
         self.text += &line;
         self.text.push('\n');

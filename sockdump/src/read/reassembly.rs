@@ -1,0 +1,110 @@
+//! Packets back into messages: USER0 packets are one message each;
+//! Ethernet packets carry their message's metadata in a pcapng comment,
+//! and a message split over several packets is joined again.
+
+use std::collections::VecDeque;
+
+use sockdump_common::meta::{self, Comment, OwnedMeta};
+use sockdump_common::user0;
+
+use super::{Message, ReadError};
+use crate::file::RawPacket;
+use crate::output::framing::{self, LINKTYPE_ETHERNET, LINKTYPE_USER0};
+
+struct Pending {
+    message: Message,
+    /// The part index expected next.
+    next_part: u32,
+    parts: u32,
+    /// Some earlier part was missing.
+    damaged: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Reassembly {
+    pending: Option<Pending>,
+    /// Messages put together, in file order.
+    ready: VecDeque<Message>,
+    /// Messages some of whose packets were missing from the file.
+    incomplete: u64,
+}
+
+impl Reassembly {
+    /// Adds packet number `number` (1-based, for errors); complete messages
+    /// become ready.
+    pub(super) fn add(&mut self, number: u64, packet: &RawPacket<'_>) -> Result<(), ReadError> {
+        let bad = |reason: String| ReadError::BadPacket { packet: number, reason };
+        if packet.linktype == u32::from(LINKTYPE_USER0) {
+            let record = user0::parse(packet.data).map_err(|e| bad(e.to_string()))?;
+            self.flush_pending();
+            self.ready.push_back(Message {
+                meta: OwnedMeta::of(&record.meta),
+                timestamp_ns: packet.timestamp_ns,
+                data: record.data.to_vec(),
+            });
+            return Ok(());
+        }
+        if packet.linktype != u32::from(LINKTYPE_ETHERNET) {
+            return Err(ReadError::LinkType(packet.linktype));
+        }
+        let comment = packet.comment.ok_or(ReadError::NoComment { packet: number })?;
+        let (meta, part) = match meta::parse_comment(comment) {
+            Ok(Comment::Synthetic(_)) => return Ok(()),
+            Ok(Comment::Message { meta, part }) => (meta, part),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let payload = framing::parse_frame(packet.data).map_err(|e| bad(e.to_string()))?.payload;
+        let (index, count) = part.map_or((1, 1), |p| (p.index, p.count));
+        let continues = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| index > 1 && p.next_part == index && p.parts == count && p.message.meta == meta);
+        if !continues {
+            self.flush_pending();
+            self.pending = Some(Pending {
+                message: Message {
+                    meta,
+                    timestamp_ns: packet.timestamp_ns,
+                    data: Vec::with_capacity(payload.len()),
+                },
+                next_part: index,
+                parts: count,
+                // Parts before this one are not in the file.
+                damaged: index > 1,
+            });
+        }
+        if let Some(pending) = &mut self.pending {
+            pending.message.data.extend_from_slice(payload);
+            pending.next_part += 1;
+            if index == count {
+                self.flush_pending();
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message put together.
+    pub(super) fn pop(&mut self) -> Option<Message> {
+        self.ready.pop_front()
+    }
+
+    /// At the end of the file: the message being assembled, complete or not.
+    pub(super) fn finish(&mut self) -> Option<Message> {
+        self.flush_pending();
+        self.ready.pop_front()
+    }
+
+    pub(super) fn incomplete(&self) -> u64 {
+        self.incomplete
+    }
+
+    /// Moves the message being assembled, complete or not, to `ready`.
+    fn flush_pending(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            if pending.damaged || pending.next_part <= pending.parts {
+                self.incomplete += 1;
+            }
+            self.ready.push_back(pending.message);
+        }
+    }
+}
