@@ -49,10 +49,13 @@ impl Account {
 }
 
 /// What a capture still needs once it is live: `dac_override` when it must
-/// delete tracefs events owned by root after becoming another user.
+/// delete tracefs events owned by root after becoming another user;
+/// `bpf` where the kernel refuses every bpf() command without CAP_BPF (the
+/// counters are read through one), as before 6.5 with unprivileged BPF off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StillNeeded {
     pub dac_override: bool,
+    pub bpf: bool,
 }
 
 /// Becomes `account` (groups, gid, then uid) when given, and drops every
@@ -64,6 +67,9 @@ pub fn relinquish(account: Option<&Account>, needed: StillNeeded) -> Result<()> 
     let mut keep = CapsHashSet::new();
     if needed.dac_override {
         keep.insert(Capability::CAP_DAC_OVERRIDE);
+    }
+    if needed.bpf {
+        keep.insert(Capability::CAP_BPF);
     }
     if let Some(account) = account {
         nix::unistd::setgroups(&account.groups)
@@ -87,6 +93,19 @@ pub fn relinquish(account: Option<&Account>, needed: StillNeeded) -> Result<()> 
     drop_to(CapSet::Inheritable, &CapsHashSet::new())?;
     drop_to(CapSet::Effective, &CapsHashSet::new())?;
     drop_to(CapSet::Permitted, &keep)
+}
+
+/// Whether `f` fails without CAP_BPF and CAP_SYS_ADMIN (either lets the
+/// bpf() syscall through): tried with both out of the effective set.
+pub fn fails_without_bpf_capability(f: impl FnOnce() -> bool) -> bool {
+    let caps = [Capability::CAP_BPF, Capability::CAP_SYS_ADMIN];
+    let lowered: Vec<Capability> =
+        caps.into_iter().filter(|&cap| caps::drop(None, CapSet::Effective, cap).is_ok()).collect();
+    let failed = !f();
+    for cap in lowered {
+        let _ = caps::raise(None, CapSet::Effective, cap);
+    }
+    failed
 }
 
 /// Runs `f` with `cap` effective for the moment, if it is permitted.

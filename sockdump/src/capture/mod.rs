@@ -16,9 +16,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sockdump_common::{abi, Event};
 use sockdump_ebpf::{maps, Family, FAMILIES};
 
-use crate::privileges::StillNeeded;
+use crate::privileges::{self, StillNeeded};
 use crate::pump::{Source, Waited};
 use crate::system;
+use caps::Capability;
 use kretprobe::Kretprobe;
 
 /// `--hook`: one family, or the first of them all that the kernel allows.
@@ -211,13 +212,23 @@ impl Capture {
         self.family
     }
 
-    /// What ending this capture needs once capture is live, after becoming
-    /// another user: deleting the kretprobe events it made in root's tracefs.
+    /// What the live capture still needs: deleting the kretprobe events it
+    /// made in root's tracefs, after becoming another user; reading its
+    /// counters, where this kernel wants CAP_BPF for any bpf() command.
     pub fn still_needed(&self, other_user: bool) -> StillNeeded {
-        StillNeeded { dac_override: other_user && !self.kretprobes.is_empty() }
+        StillNeeded {
+            dac_override: other_user && !self.kretprobes.is_empty(),
+            bpf: privileges::fails_without_bpf_capability(|| self.read_counters().is_ok()),
+        }
     }
 
+    /// The kernel counters (with CAP_BPF raised for the moment where it was
+    /// kept for this, see [`Capture::still_needed`]).
     pub fn counters(&self) -> Result<KernelCounters> {
+        privileges::with_capability(Capability::CAP_BPF, || self.read_counters())
+    }
+
+    fn read_counters(&self) -> Result<KernelCounters> {
         let read = |index: u32| -> Result<u64> {
             let per_cpu = self.counters.get(&index, 0).context("cannot read the kernel counters")?;
             Ok(per_cpu.iter().sum())
@@ -233,6 +244,10 @@ impl Capture {
     /// How often the kernel skipped one of the programs because it was
     /// already running on that CPU (`recursion_misses`; not counted before 5.12).
     pub fn skipped_runs(&self) -> Result<u64> {
+        privileges::with_capability(Capability::CAP_BPF, || self.read_skipped_runs())
+    }
+
+    fn read_skipped_runs(&self) -> Result<u64> {
         let mut total = 0;
         for (name, program) in self.ebpf.programs() {
             // programs of the object that this kernel did not need
