@@ -1,8 +1,13 @@
 //! Puts sockdump where the installed Wireshark looks for extcaps and Lua
-//! plugins, as `tshark -G folders` reports them.
+//! plugins, as `tshark -G folders` reports them, and keeps the root-owned
+//! copy that `--system` installs out of other users' reach.
 
 use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Where `--system` installs its root-owned copy of sockdump.
+pub const SYSTEM_COPY: &str = "/usr/local/lib/sockdump/sockdump";
 
 /// The folders of one Wireshark installation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +97,62 @@ impl Plan {
     }
 }
 
+/// Who may run a copy installed by [`install_copy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// root:root, mode 0755
+    Everyone,
+    /// root:GID, mode 0750: only root and the group's members
+    Group(u32),
+}
+
+/// Copies `from` to `to` as a new root-owned file. It appears under its name
+/// complete (a rename), so a running Wireshark never sees half a binary, and
+/// as a new file: capabilities of an older copy do not carry over.
+pub fn install_copy(from: &Path, to: &Path, access: Access) -> io::Result<()> {
+    let (gid, mode) = match access {
+        Access::Everyone => (0, 0o755),
+        Access::Group(gid) => (gid, 0o750),
+    };
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    remove_if_present(&partial)?;
+    std::fs::copy(from, &partial)?;
+    // owner and group first: the mode is never wider than asked for
+    std::os::unix::fs::chown(&partial, Some(0), Some(gid))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&partial, to)
+}
+
+/// Removes a copy [`install_copy`] made, and its folder once empty.
+pub fn remove_copy(path: &Path) -> io::Result<()> {
+    remove_if_present(path)?;
+    let Some(dir) = path.parent() else { return Ok(()) };
+    match std::fs::remove_dir(dir) {
+        Err(err) if !matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty) => {
+            Err(err)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The first folder on the way from `/` to `dir` that a user other than root
+/// owns or may write to: whoever that is could replace a file in `dir`.
+pub fn writable_by_others(dir: &Path) -> io::Result<Option<PathBuf>> {
+    let dir = dir.canonicalize()?;
+    let mut ancestors: Vec<&Path> = dir.ancestors().collect();
+    ancestors.reverse();
+    for folder in ancestors {
+        let meta = std::fs::metadata(folder)?;
+        // group-writable counts too: the group may have members other than root
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Ok(Some(folder.to_path_buf()));
+        }
+    }
+    Ok(None)
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
@@ -137,6 +198,17 @@ Global Extcap path:\t/usr/libexec/wireshark/extcap
         let plan = Plan::new(&folders, Scope::System).unwrap();
         assert_eq!(plan.extcap_link(), PathBuf::from("/usr/libexec/wireshark/extcap/sockdump"));
         assert!(Plan::new(&Folders::default(), Scope::User).is_err());
+    }
+
+    #[test]
+    fn folders_others_can_write_are_found() {
+        let scratch = Path::new("/tmp").join(format!("sockdump-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).unwrap();
+        // /tmp is world-writable: sticky or not, it is not root's alone
+        assert_eq!(writable_by_others(&scratch).unwrap(), Some(PathBuf::from("/tmp")));
+        std::fs::remove_dir(&scratch).unwrap();
+        assert_eq!(writable_by_others(Path::new("/usr/bin")).unwrap(), None);
+        assert!(writable_by_others(Path::new("/no/such/folder")).is_err());
     }
 
     #[test]

@@ -4,12 +4,13 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use sockdump_extcap::install::{Folders, Plan, Scope};
+use sockdump_extcap::install::{self, Access, Folders, Plan, Scope, SYSTEM_COPY};
 use sockdump_extcap::{config, dlts, filter, interfaces, Call, HookValue};
 
 use crate::capture::HookChoice;
@@ -98,19 +99,27 @@ enum ExtcapCommand {
 
 #[derive(Debug, clap::Args)]
 struct InstallArgs {
-    /// For every user of this machine (needs root), instead of the current user
+    /// For every user of this machine (needs root): installs a root-owned copy in
+    /// /usr/local/lib/sockdump and links Wireshark's global extcap folder to it
     #[arg(long)]
     system: bool,
     /// Remove what install put there
     #[arg(long)]
     uninstall: bool,
-    /// Also give this binary the file capabilities a non-root user needs to capture (needs root)
+    /// With --system: let members of group sockdump capture without root (the copy
+    /// gets mode 0750, group sockdump and the capabilities CAP_BPF + CAP_PERFMON)
     #[arg(long)]
     setcap: bool,
     /// The tshark that reports the Wireshark installation's folders
     #[arg(long, default_value = "tshark")]
     tshark: PathBuf,
 }
+
+/// Members of this group may run a copy that has capabilities.
+const CAPTURE_GROUP: &str = "sockdump";
+
+/// The Debian package's binary, which its extcap links point to.
+const PACKAGED: &str = "/usr/bin/sockdump";
 
 /// `sockdump extcap ...`; a command-line error returns as the clap::Error,
 /// which main reports in one line like any other.
@@ -142,16 +151,38 @@ fn folders(tshark: &Path) -> Result<Folders> {
 }
 
 fn install(args: &InstallArgs) -> Result<()> {
+    // A user's own binary with capabilities would let every local account capture.
+    if args.setcap && !args.system {
+        bail!("--setcap only goes with --system: as root, run `sockdump extcap install --system --setcap`");
+    }
+    if args.system && !nix::unistd::geteuid().is_root() {
+        bail!("--system installs for every user: run it as root (sudo sockdump extcap install --system)");
+    }
     let scope = if args.system { Scope::System } else { Scope::User };
     let plan = Plan::new(&folders(&args.tshark)?, scope).map_err(|e| anyhow!(e))?;
+    if args.system && plan.extcap_link().canonicalize().is_ok_and(|target| target == Path::new(PACKAGED)) {
+        bail!(
+            "{} belongs to the Debian package: to let group sockdump capture, run `sudo dpkg-reconfigure sockdump`",
+            plan.extcap_link().display()
+        );
+    }
     if args.uninstall {
         plan.uninstall().context("cannot remove the extcap link or the Lua plugin")?;
         say(&format!("removed {} and {}\n", plan.extcap_link().display(), plan.lua_plugin().display()))?;
+        if args.system {
+            install::remove_copy(Path::new(SYSTEM_COPY))
+                .with_context(|| format!("cannot remove {SYSTEM_COPY}"))?;
+            say(&format!("removed {SYSTEM_COPY}\n"))?;
+        }
         return Ok(());
     }
-    let exe = std::env::current_exe()
-        .and_then(|exe| exe.canonicalize())
-        .context("cannot find this binary's path")?;
+    let exe = if args.system {
+        system_copy(args.setcap)?
+    } else {
+        std::env::current_exe()
+            .and_then(|exe| exe.canonicalize())
+            .context("cannot find this binary's path")?
+    };
     plan.install(&exe, LUA_PLUGIN).with_context(|| {
         format!("cannot install into {} and {}", plan.extcap_dir.display(), plan.lua_dir.display())
     })?;
@@ -159,25 +190,79 @@ fn install(args: &InstallArgs) -> Result<()> {
     say(&format!("wrote {}\n", plan.lua_plugin().display()))?;
 
     // Wireshark runs extcaps as the user, not with dumpcap's privileges.
-    let setcap = format!("setcap {} {}", system::capabilities(), exe.display());
     if args.setcap {
-        let status = Command::new("setcap")
-            .args([system::capabilities(), &exe.to_string_lossy()])
-            .status()
-            .context("cannot run setcap (apt-get install libcap2-bin)")?;
-        if !status.success() {
-            bail!("`{setcap}` failed: run it as root");
-        }
         say(&format!(
-            "gave {} its capabilities: every user who can run it can capture unix socket traffic\n",
-            exe.display()
+            "members of group {CAPTURE_GROUP} can now capture without root, and with --all-users \
+             read every process's unix socket traffic: add one with `sudo adduser USER {CAPTURE_GROUP}` \
+             (effective at their next login)\n"
         ))?;
-        say(&format!("(restrict that, e.g.: chgrp wireshark {0}; chmod 750 {0})\n", exe.display()))?;
     } else {
-        say(&format!(
-            "to capture in Wireshark without root, give sockdump its capabilities: sudo {setcap}\n"
-        ))?;
+        say(
+            "to capture in Wireshark without root, as root run `sockdump extcap install --system --setcap` \
+             and add the Wireshark user to group sockdump\n",
+        )?;
     }
     say("restart Wireshark, then pick \"Unix sockets (sockdump)\" from the interfaces\n")?;
     Ok(())
+}
+
+/// Installs the running binary as [`SYSTEM_COPY`]; with `setcap`, runnable by
+/// root and group sockdump only, with the capabilities to capture. Refuses a
+/// folder someone other than root could change: they could swap the binary
+/// that every Wireshark user runs, or give the capabilities to their own.
+fn system_copy(setcap: bool) -> Result<PathBuf> {
+    let copy = Path::new(SYSTEM_COPY);
+    let dir = copy.parent().context("the system copy's path has no folder")?;
+    if !dir.exists() {
+        // readable by the group's members whatever root's umask
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if let Some(open) =
+        install::writable_by_others(dir).with_context(|| format!("cannot check {}", dir.display()))?
+    {
+        bail!(
+            "refusing to install into {}: {} is owned or writable by a user other than root, who could \
+             replace the binary; make it root's alone (chown root:root, chmod go-w)",
+            dir.display(),
+            open.display()
+        );
+    }
+    let access = if setcap { Access::Group(capture_group()?) } else { Access::Everyone };
+    // /proc/self/exe is the file this process runs, whatever its path holds by now
+    install::install_copy(Path::new("/proc/self/exe"), copy, access)
+        .with_context(|| format!("cannot install {SYSTEM_COPY}"))?;
+    if setcap {
+        // after the chown in install_copy, which would clear them
+        let status = Command::new("setcap")
+            .args([system::capabilities(), SYSTEM_COPY])
+            .status()
+            .context("cannot run setcap (apt-get install libcap2-bin)")?;
+        if !status.success() {
+            bail!("`setcap {} {SYSTEM_COPY}` failed", system::capabilities());
+        }
+    }
+    Ok(copy.to_path_buf())
+}
+
+/// The capture group's id, creating it as a system group when missing.
+fn capture_group() -> Result<u32> {
+    let lookup = || {
+        nix::unistd::Group::from_name(CAPTURE_GROUP)
+            .with_context(|| format!("cannot look up group {CAPTURE_GROUP}"))
+    };
+    if let Some(group) = lookup()? {
+        return Ok(group.gid.as_raw());
+    }
+    let status = Command::new("groupadd")
+        .args(["--system", CAPTURE_GROUP])
+        .status()
+        .context("cannot run groupadd (apt-get install passwd)")?;
+    if !status.success() {
+        bail!("`groupadd --system {CAPTURE_GROUP}` failed: create the group by hand and run this again");
+    }
+    lookup()?
+        .map(|group| group.gid.as_raw())
+        .with_context(|| format!("group {CAPTURE_GROUP} is still missing after groupadd"))
 }

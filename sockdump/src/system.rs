@@ -38,11 +38,10 @@ pub fn check_privileges() -> Result<()> {
         .map(|(_, name)| name)
         .collect();
     bail!(
-        "needs root or CAP_BPF + CAP_PERFMON (missing {}): run it with sudo, or give the binary \
-         the capabilities with `sudo setcap {} {}`",
-        missing.join(" + "),
-        capabilities(),
-        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "sockdump".into())
+        "needs root or CAP_BPF + CAP_PERFMON (missing {}): run it with sudo, or have root let group \
+         sockdump capture: `sudo dpkg-reconfigure sockdump` (Debian package) or \
+         `sudo sockdump extcap install --system --setcap`",
+        missing.join(" + ")
     )
 }
 

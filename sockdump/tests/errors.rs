@@ -43,7 +43,7 @@ fn missing_capabilities() {
     let out = Command::new(SOCKDUMP).uid(65534).gid(65534).output().unwrap();
     let err = one_line_error(&out);
     assert!(err.contains("needs root or CAP_BPF + CAP_PERFMON (missing CAP_BPF + CAP_PERFMON)"), "{err}");
-    assert!(err.contains("setcap cap_bpf,cap_perfmon"), "{err}");
+    assert!(err.contains("sudo sockdump extcap install --system --setcap"), "{err}");
 }
 
 /// Runs `command` in a private mount namespace after `setup` (shell commands).

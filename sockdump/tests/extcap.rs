@@ -318,9 +318,9 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
     if skip_unless_root("an_unprivileged_user_captures_with_file_capabilities") {
         return;
     }
-    // a copy nobody can run, with the capabilities `extcap install --setcap`
-    // gives; in the build tree, since /tmp may be mounted nosuid (which
-    // ignores file capabilities)
+    // a copy only root and nobody's group (65534) can run, with the capabilities, as
+    // `extcap install --system --setcap` makes one for group sockdump; in the
+    // build tree, since /tmp may be mounted nosuid (which ignores file capabilities)
     let bin =
         tempfile::Builder::new().prefix("extcap-caps-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -336,17 +336,22 @@ fn an_unprivileged_user_captures_with_file_capabilities() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout(&out).contains("sudo setcap cap_bpf,cap_perfmon"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("`sockdump extcap install --system --setcap`"), "{}", stdout(&out));
     // without the capabilities: a clear refusal
     let refused =
         Command::new("runuser").args(["-u", "nobody", "--"]).arg(&copy).args(["-c", "1"]).output().unwrap();
     assert!(String::from_utf8_lossy(&refused.stderr).contains("needs root or CAP_BPF + CAP_PERFMON"));
-    let out = Command::new(&copy)
-        .args(["extcap", "install", "--setcap"])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    // capabilities on a binary that is not root's alone are refused
+    let out = Command::new(&copy).args(["extcap", "install", "--setcap"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--setcap only goes with --system"), "{out:?}");
+    for command in
+        [vec!["chown", "root:65534"], vec!["chmod", "0750"], vec!["setcap", "cap_bpf,cap_perfmon+ep"]]
+    {
+        assert!(
+            Command::new(command[0]).args(&command[1..]).arg(&copy).status().unwrap().success(),
+            "{command:?}"
+        );
+    }
 
     let dir = TempDir::new("extcap-caps-s");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
