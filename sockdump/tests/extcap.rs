@@ -254,6 +254,8 @@ fn start_fifo_capture(dir: &Path, sock_filter: &Path) -> FifoCapture {
         .arg(&fifo)
         .arg("--sock")
         .arg(sock_filter)
+        // this test process plays Wireshark and also makes the traffic
+        .arg("--include-viewer")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
