@@ -42,18 +42,18 @@ fn capture_live(cli: &Cli) -> Result<()> {
             note(format_args!("sockdump: hook {} not available: {}", failure.family.name, failure.reason));
         }
     })?;
-    let output = open_output(cli, account.as_ref(), capture.still_needed(account.is_some()))?;
+    let Output { writer, kind } =
+        open_output(cli, account.as_ref(), capture.still_needed(account.is_some()))?;
+    // after capabilities are dropped: the handler runs in a thread of its own
     let stop = signals.arm()?;
-    let flush_each = !output.is_regular_file();
-    let mut sink = setup::make_sink(cli, output.writer, flush_each, WallClock::now())?;
+    let mut sink = setup::make_sink(cli, writer, &kind, WallClock::now())?;
     if !cli.quiet {
         messages::listening(capture.family(), settings.seg_size);
         if let Some(uid) = settings.filter.uid {
             messages::own_conversations_only(uid);
         }
     }
-    let limits =
-        Limits { count: cli.count, stop: &stop, output: output.reader.as_ref().map(|fd| fd.as_fd()) };
+    let limits = Limits { count: cli.count, stop: &stop, output: kind.reader.as_ref().map(|fd| fd.as_fd()) };
     let totals = pump(&mut capture, sink.as_mut(), &limits)?;
     if !cli.quiet {
         let stats = totals.stats();
@@ -71,13 +71,11 @@ fn read_file(cli: &Cli, path: &Path) -> Result<()> {
     let account = relinquish_to(cli)?;
     let signals = HeldSignals::hold()?;
     let mut source = FileSource::open(path, filter)?;
-    let output = open_output(cli, account.as_ref(), StillNeeded::default())?;
+    let Output { writer, kind } = open_output(cli, account.as_ref(), StillNeeded::default())?;
     let stop = signals.arm()?;
-    let flush_each = !output.is_regular_file();
     // timestamps in the file are wall-clock already
-    let mut sink = setup::make_sink(cli, output.writer, flush_each, WallClock::with_offset(0))?;
-    let limits =
-        Limits { count: cli.count, stop: &stop, output: output.reader.as_ref().map(|fd| fd.as_fd()) };
+    let mut sink = setup::make_sink(cli, writer, &kind, WallClock::with_offset(0))?;
+    let limits = Limits { count: cli.count, stop: &stop, output: kind.reader.as_ref().map(|fd| fd.as_fd()) };
     let totals = pump(&mut source, sink.as_mut(), &limits)?;
     source.report(totals.written, cli.verbose > 0);
     Ok(())

@@ -15,7 +15,8 @@ use crate::messages::note;
 use crate::output::framing::{Link, PortMap};
 use crate::output::pcap::PcapSink;
 use crate::output::pcapng::PcapngSink;
-use crate::output::{text::TextSink, Destination, Sink, SinkOptions};
+use crate::output::text::{Controls, TextSink};
+use crate::output::{Destination, OutputKind, Sink, SinkOptions};
 use crate::system;
 
 /// Refuses options that would be silently ignored, and binary output to a terminal.
@@ -65,16 +66,19 @@ pub fn filter_description(cli: &Cli) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-/// The sink for --format, writing to `destination`; `flush_each`: after
-/// every message (a pipe or fifo) rather than per ring buffer drain.
+/// The sink for --format, writing to `destination`: flushed after every
+/// message unless it is a regular file (then per ring buffer drain); text
+/// to a terminal shows control bytes escaped.
 pub fn make_sink(
     cli: &Cli,
     destination: Destination,
-    flush_each: bool,
+    kind: &OutputKind,
     clock: WallClock,
 ) -> Result<Box<dyn Sink>> {
+    let flush_each = !kind.is_regular_file();
     if let Some(style) = cli.format.text_style() {
-        return Ok(Box::new(TextSink::new(destination, style, clock, Zone::Local)));
+        let controls = if kind.terminal { Controls::Escaped } else { Controls::Raw };
+        return Ok(Box::new(TextSink::new(destination, style, controls, clock, Zone::Local)));
     }
     let options = SinkOptions {
         link: match cli.link {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use sockdump::clock::{WallClock, Zone};
-use sockdump::output::text::{TextSink, TextStyle};
+use sockdump::output::text::{Controls, TextSink, TextStyle};
 use sockdump::output::{Sink, Stats};
 use sockdump_common::{Event, EventFlags, SockType, SocketName};
 
@@ -85,8 +85,13 @@ fn events() -> Vec<Event<'static>> {
 }
 
 fn render(style: TextStyle) -> Vec<u8> {
-    let mut sink =
-        TextSink::new(Vec::new(), style, WallClock::with_offset(1_764_071_744_000_000_000), Zone::Utc);
+    let mut sink = TextSink::new(
+        Vec::new(),
+        style,
+        Controls::Raw,
+        WallClock::with_offset(1_764_071_744_000_000_000),
+        Zone::Utc,
+    );
     for event in events() {
         sink.write_event(&event).unwrap();
     }

@@ -12,7 +12,7 @@ use sockdump::clock::{WallClock, Zone};
 use sockdump::output::framing::{Link, PortMap, PortMapEntry};
 use sockdump::output::pcap::PcapSink;
 use sockdump::output::pcapng::PcapngSink;
-use sockdump::output::text::{TextSink, TextStyle};
+use sockdump::output::text::{Controls, TextSink, TextStyle};
 use sockdump::output::{Sink, SinkOptions, Stats};
 use sockdump_common::{abi, Event, EventFlags, SockType, SocketName};
 
@@ -457,7 +457,8 @@ impl SinkBytes for PcapSink<Vec<u8>> {
 
 /// The text sockdump would print for `events` while capturing.
 fn text(events: &[Event<'_>], style: TextStyle) -> Vec<u8> {
-    let mut sink = TextSink::new(Vec::new(), style, WallClock::with_offset(EPOCH_OFFSET), Zone::Local);
+    let mut sink =
+        TextSink::new(Vec::new(), style, Controls::Raw, WallClock::with_offset(EPOCH_OFFSET), Zone::Local);
     for e in events {
         sink.write_event(e).expect("text");
     }

@@ -44,16 +44,23 @@ pub trait Sink {
 
 pub type Destination = Box<dyn Write + Send>;
 
-/// An opened output.
+/// An opened output: where the bytes go, and what kind of place that is.
 pub struct Output {
     pub writer: Destination,
+    pub kind: OutputKind,
+}
+
+pub struct OutputKind {
     /// A duplicate of the output's descriptor when it is not a regular file
     /// (a pipe, fifo, socket): capture polls it to stop as soon as the
     /// reader goes away, without waiting for the next message to fail.
     pub reader: Option<OwnedFd>,
+    /// A terminal: captured bytes must not reach it raw (escape sequences
+    /// could drive the terminal of whoever watches).
+    pub terminal: bool,
 }
 
-impl Output {
+impl OutputKind {
     /// A regular file is flushed per batch; anything else (a pipe, a fifo, a
     /// terminal: `| wireshark -k -i -`, extcap) gets each message at once.
     pub fn is_regular_file(&self) -> bool {
@@ -86,7 +93,11 @@ pub fn open_destination(path: Option<&Path>, expect: Expect) -> Result<Output> {
     };
     let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
     let reader = if regular { None } else { Some(file.try_clone()?.into()) };
-    Ok(Output { writer: Box::new(BufWriter::with_capacity(1 << 16, file)), reader })
+    let terminal = io::IsTerminal::is_terminal(&file);
+    Ok(Output {
+        writer: Box::new(BufWriter::with_capacity(1 << 16, file)),
+        kind: OutputKind { reader, terminal },
+    })
 }
 
 /// Why an output path is refused.
@@ -192,7 +203,7 @@ mod tests {
         std::fs::write(&file, b"old").unwrap();
         std::fs::set_permissions(&file, Permissions::from_mode(0o644)).unwrap();
         let opened = open_destination(Some(&file), Expect::File).unwrap();
-        assert!(opened.is_regular_file() && opened.reader.is_none());
+        assert!(opened.kind.is_regular_file() && opened.kind.reader.is_none());
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o600), "truncated and private");
 
@@ -201,13 +212,13 @@ mod tests {
         assert_eq!(std::fs::metadata(&new).unwrap().permissions().mode() & 0o777, 0o600);
 
         let null = open_destination(Some(Path::new("/dev/null")), Expect::File).unwrap();
-        assert!(!null.is_regular_file() && null.reader.is_some());
+        assert!(!null.kind.is_regular_file() && null.kind.reader.is_some());
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let _reader =
             std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
-        assert!(!open_destination(Some(&fifo), Expect::File).unwrap().is_regular_file());
-        assert!(!open_destination(Some(&fifo), Expect::Fifo).unwrap().is_regular_file());
+        assert!(!open_destination(Some(&fifo), Expect::File).unwrap().kind.is_regular_file());
+        assert!(!open_destination(Some(&fifo), Expect::Fifo).unwrap().kind.is_regular_file());
     }
 
     #[test]

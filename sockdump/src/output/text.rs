@@ -19,9 +19,20 @@ pub enum TextStyle {
     Hexstring,
 }
 
+/// What happens to control bytes in message bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controls {
+    /// Unchanged: files and pipes get the bytes as they were sent.
+    Raw,
+    /// Shown as `less` shows them (`^[`, `<U+009B>`, `<FF>`): for a terminal,
+    /// which captured escape sequences could otherwise drive.
+    Escaped,
+}
+
 pub struct TextSink<W: Write> {
     out: W,
     style: TextStyle,
+    controls: Controls,
     clock: WallClock,
     time: TimeOfDay,
     /// One record, encoded before a single write: no allocation per message.
@@ -29,8 +40,8 @@ pub struct TextSink<W: Write> {
 }
 
 impl<W: Write> TextSink<W> {
-    pub fn new(out: W, style: TextStyle, clock: WallClock, zone: Zone) -> Self {
-        TextSink { out, style, clock, time: TimeOfDay::new(zone), buf: Vec::with_capacity(1 << 16) }
+    pub fn new(out: W, style: TextStyle, controls: Controls, clock: WallClock, zone: Zone) -> Self {
+        TextSink { out, style, controls, clock, time: TimeOfDay::new(zone), buf: Vec::with_capacity(1 << 16) }
     }
 
     pub fn into_inner(self) -> W {
@@ -45,6 +56,9 @@ impl<W: Write> Sink for TextSink<W> {
         push_header(&mut self.buf, event);
         match self.style {
             TextStyle::Hex => push_hex(&mut self.buf, event.data),
+            TextStyle::String if self.controls == Controls::Escaped => {
+                push_string_escaped(&mut self.buf, event.data)
+            }
             TextStyle::String => push_string(&mut self.buf, event.data),
             TextStyle::Hexstring => push_hexstring(&mut self.buf, event.data),
         }
@@ -221,6 +235,35 @@ pub fn push_string(out: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
+/// The bytes as text for a terminal: newlines and tabs as they are, other
+/// control characters in caret notation (C0, DEL) or as `<U+XXXX>` (C1),
+/// bytes that are not UTF-8 as `<XX>`.
+pub fn push_string_escaped(out: &mut Vec<u8>, data: &[u8]) {
+    use std::io::Write as _;
+    for chunk in data.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' | '\t' => out.push(c as u8),
+                '\0'..='\x1f' => out.extend_from_slice(&[b'^', c as u8 + 0x40]),
+                '\x7f' => out.extend_from_slice(b"^?"),
+                '\u{80}'..='\u{9f}' => {
+                    let _ = write!(out, "<U+{:04X}>", u32::from(c));
+                }
+                _ => {
+                    let mut utf8 = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
+            }
+        }
+        for &b in chunk.invalid() {
+            let _ = write!(out, "<{b:02X}>");
+        }
+    }
+    if data.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+}
+
 /// Every byte as `\xNN`, one line per message.
 pub fn push_hexstring(out: &mut Vec<u8>, data: &[u8]) {
     out.reserve(data.len() * 4 + 1);
@@ -262,6 +305,16 @@ mod tests {
         push_escaped_display(&mut in_place, "evil\n12:00 >>> process\u{1b}[2J é");
         push_escaped_display(&mut in_place, " /run/plain.sock");
         assert_eq!(in_place, "kept evil\\x0a12:00 >>> process\\x1b[2J é /run/plain.sock".as_bytes());
+    }
+
+    #[test]
+    fn control_bytes_for_a_terminal_are_escaped_as_less_does() {
+        let mut out = Vec::new();
+        push_string_escaped(&mut out, b"GET /\x1b]0;owned\x07\r\tok\xc2\x9b2J\xff\x7f\xc3\xa9\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "GET /^[]0;owned^G^M\tok<U+009B>2J<FF>^?\u{e9}\n");
+        let mut out = Vec::new();
+        push_string_escaped(&mut out, b"no newline");
+        assert_eq!(out, b"no newline\n");
     }
 
     #[test]
