@@ -573,3 +573,14 @@ fn read_refuses_files_sockdump_did_not_write() {
         assert!(stderr.contains(message), "{}: {stderr}", f.display());
     }
 }
+
+#[test]
+fn x11_on_its_abstract_name_dissects_as_x11() {
+    // Linux X clients connect to the abstract @/tmp/.X11-unix/Xn
+    const X0: SocketName<'static> = SocketName::Abstract(b"/tmp/.X11-unix/X0");
+    const SETUP: &[u8] = b"l\0\x0b\0\0\0\0\0\0\0\0\0";
+    let dir = TempDir::new("x11");
+    let evs = [ev(1_000_000_000, 100, b"xterm", (6000, UNNAMED), (6001, X0), SockType::Stream, SETUP, 12)];
+    let file = pcapng_file(&dir, "x11.pcapng", Link::Ethernet, &evs);
+    assert_eq!(fields(&file, "x11", &["tcp.dstport"], &[]), [["6000"]]);
+}
