@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// One object per hook family, the fentry probe, and the benchmarks' floor.
-const OBJECTS: &[&str] = &["fentry", "kprobe", "tracepoint", "probe", "floor"];
+const OBJECTS: &[&str] = &["fentry", "socket", "kprobe", "tracepoint", "probe", "floor"];
 
-const HEADERS: &[&str] = &["bpf/capture.h", "bpf/compat.h", "bpf/kernel_types.h", "include/sockdump_abi.h"];
+const HEADERS: &[&str] =
+    &["bpf/capture.h", "bpf/compat.h", "bpf/kernel_types.h", "bpf/syscall_send.h", "include/sockdump_abi.h"];
 
 fn main() {
     for header in HEADERS {

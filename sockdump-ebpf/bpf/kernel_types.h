@@ -168,6 +168,7 @@ struct thread_info {
 
 struct task_struct {
 	struct thread_info thread_info;
+	unsigned int flags; /* PF_* */
 	int tgid;
 	struct task_struct *real_parent;
 	struct files_struct *files;

@@ -10,22 +10,8 @@
  * io_uring, splice or sendfile, 32-bit processes, nor sends made by the
  * kernel itself.
  */
-#include "capture.h"
+#include "syscall_send.h"
 #include <bpf/bpf_tracing.h>
-
-/* x86_64 syscall numbers (the object is built for x86 only) */
-enum send_syscall {
-	NR_write = 1,
-	NR_writev = 20,
-	NR_sendto = 44,
-	NR_sendmsg = 46,
-	NR_sendmmsg = 307,
-	NR_pwritev2 = 328, /* with offset -1, a writev with flags */
-};
-
-/* 32-bit processes make ia32 syscalls, whose numbers mean other calls
- * (20 is getpid there): the send syscalls above are x86_64 numbers. */
-#define TS_COMPAT 0x0002
 
 static __always_inline bool is_compat_syscall(void)
 {
@@ -114,35 +100,8 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 	const struct socket *sock;
 	struct socket_view v;
 
-	switch (id) {
-	case NR_write:
-	case NR_sendto:
-		f.buffer.kind = BUFFER_USER;
-		f.buffer.base = regs->si;
-		if (id == NR_sendto) {
-			f.name = regs->r8;
-			f.name_len = regs->r9;
-			f.name_in_user = 1;
-		}
-		break;
-	case NR_writev:
-	case NR_pwritev2:
-		f.buffer.kind = BUFFER_USER_IOV_IN_USER;
-		f.buffer.base = regs->si;
-		f.buffer.nr_segs = regs->dx;
-		break;
-	case NR_sendmsg:
-		f.kind = INFLIGHT_MSGHDR;
-		f.buffer.base = regs->si;
-		break;
-	case NR_sendmmsg:
-		f.kind = INFLIGHT_MMSGHDR;
-		f.buffer.base = regs->si;
-		f.buffer.nr_segs = regs->dx;
-		break;
-	default:
+	if (!send_from_syscall(regs, id, &f))
 		return 0;
-	}
 	/* sockdump's own output (to a socket, a pipe, a file) never needs the fd lookup */
 	if (is_self() || is_compat_syscall())
 		return 0;
@@ -155,19 +114,6 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* A user msghdr, as sendmsg() got it, seen as the send it describes. */
-static __always_inline void view_user_msghdr(const struct user_msghdr *m, struct inflight *f)
-{
-	f->kind = INFLIGHT_BUFFER;
-	f->buffer.kind = BUFFER_USER_IOV_IN_USER;
-	f->buffer.base = (__u64)m->msg_iov;
-	f->buffer.nr_segs = m->msg_iovlen;
-	f->buffer.offset = 0;
-	f->name = (__u64)m->msg_name;
-	f->name_len = m->msg_namelen;
-	f->name_in_user = 1;
-}
-
 /* sendmmsg() messages walked per call; the rest are counted as lost. */
 #define MMSG_MAX 8
 
@@ -175,7 +121,6 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct scratch *s;
-	struct user_msghdr m;
 	struct mmsghdr mm;
 	__u64 base;
 	__u32 n;
@@ -198,9 +143,8 @@ int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
 	if (s->pending.kind == INFLIGHT_BUFFER)
 		return record_pending(ret, SLOT_STREAM);
 	if (s->pending.kind == INFLIGHT_MSGHDR) {
-		if (bpf_probe_read_user(&m, sizeof(m), (const void *)s->pending.buffer.base))
+		if (!read_user_msghdr(&s->pending, s->pending.buffer.base))
 			return 0;
-		view_user_msghdr(&m, &s->pending);
 		return record_pending(ret, SLOT_STREAM);
 	}
 	/* sendmmsg: ret messages were sent, each says in msg_len how much */

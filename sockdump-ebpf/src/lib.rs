@@ -72,6 +72,9 @@ pub enum Probe {
     Path(&'static str),
     /// Load this program of [`probe_object`] (trampolines may be refused).
     Load(Program),
+    /// The kernel's BTF has this type (a tracepoint's `btf_trace_*`
+    /// typedef): vendors backport tracepoints, so versions say little.
+    BtfTypedef(&'static str),
 }
 
 /// A family of kernel hooks that captures sends: one object.
@@ -113,6 +116,13 @@ pub static FAMILIES: &[Family] = &[
             Program { name: "fentry_unix_dgram_sendmsg", attach: Attach::Fentry("unix_dgram_sendmsg") },
         ],
         probe: Probe::Load(FENTRY_PROBE),
+    },
+    Family {
+        name: "socket",
+        description: "the socket layer's sock_send_length tracepoint (6.3+)",
+        object: || object!("socket.bpf.o"),
+        programs: &[Program { name: "sock_send_length", attach: Attach::TpBtf("sock_send_length") }],
+        probe: Probe::BtfTypedef("btf_trace_sock_send_length"),
     },
     Family {
         name: "kprobe",

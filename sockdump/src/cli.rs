@@ -267,7 +267,7 @@ mod tests {
             assert_eq!(parse(&["--hook", family.name]).unwrap().hook, HookChoice::Only(family));
         }
         let err = parse(&["--hook", "uprobe"]).unwrap_err().to_string();
-        assert!(err.contains("possible values: auto, fentry, kprobe, tracepoint"), "{err}");
+        assert!(err.contains("possible values: auto, fentry, socket, kprobe, tracepoint"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Runs inside a VM (busybox sh, see run-in-vm): every capture scenario with
-# each hook family forced, then with --hook auto, which must pick fentry:
+# each hook family forced (socket: or its clean refusal before 6.3), then with --hook auto, which must pick fentry:
 # every kernel booted here has BPF trampolines. Then the kprobe hook with
 # tracefs read-only (ro-tracefs). Prints the runner's
 # `RESULT <hook> <scenario> PASS|FAIL` lines for the host to collect.
@@ -8,6 +8,8 @@ rc=0
 for hook in fentry kprobe tracepoint; do
 	sockdump-scenarios run --hook "$hook" --sockdump /bin/sockdump || rc=1
 done
+# the socket-layer tracepoint came in 6.3: older kernels refuse it cleanly
+sockdump-scenarios hook --hook socket --sockdump /bin/sockdump || rc=1
 sockdump-scenarios run --hook auto --expect-hook fentry --sockdump /bin/sockdump || rc=1
 
 # Without writable tracefs sockdump cannot make its kretprobes there (the

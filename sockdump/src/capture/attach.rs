@@ -5,6 +5,7 @@ use std::os::fd::AsFd;
 
 use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
+use aya_obj::btf::BtfKind;
 use sockdump_ebpf::{Attach, Family, Probe, Program};
 
 use super::kretprobe::{self, Kretprobe};
@@ -17,6 +18,10 @@ pub fn missing(family: &Family, loader: &mut EbpfLoader<'_>, btf: &Btf, verbose:
         Probe::None => None,
         Probe::Path(path) if std::path::Path::new(path).exists() => None,
         Probe::Path(path) => Some(format!("this kernel lacks {path}{}", missing_hint(family))),
+        Probe::BtfTypedef(name) => btf
+            .id_by_type_name_kind(name, BtfKind::Typedef)
+            .err()
+            .map(|_| format!("this kernel has no {name} in its BTF (the tracepoint came in Linux 6.3)")),
         Probe::Load(program) => {
             let mut probe = match loader.load(sockdump_ebpf::probe_object()) {
                 Ok(probe) => probe,

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The socket layer's own tracepoint, sock:sock_send_length (6.3+). It fires
+ * in sock_sendmsg_nosec() once the protocol accepted a message, whichever
+ * way the message came (write, writev, sendto, sendmsg, each message of a
+ * sendmmsg, io_uring, splice, sendfile), and brings the socket with it: no
+ * file descriptor walk, and a send on any other kind of socket costs one
+ * load. The bytes are found from the syscall's registers; a send whose
+ * registers do not describe them (kernel threads, io_uring, splice,
+ * sendfile, aio, 32-bit tasks) is recorded with its length and flagged
+ * unreadable: never a wrong buffer, never missed.
+ *
+ * A tracepoint runs with preemption disabled, so one scratch slot serves.
+ */
+#include "syscall_send.h"
+#include <bpf/bpf_tracing.h>
+
+#define PF_IO_WORKER 0x00000010
+#define PF_KTHREAD 0x00200000
+
+/* Where a thread is in its sendmmsg(): the tracepoint fires once per
+ * message and the registers stay those of the call, so the message's index
+ * is counted here. */
+struct mmsg_progress {
+	__u64 base; /* the mmsghdr array */
+	__u32 next; /* the index the next firing sends */
+	__u32 vlen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct mmsg_progress);
+	__uint(max_entries, 16384);
+} mmsg_progress SEC(".maps");
+
+/*
+ * The index within its sendmmsg() of the message this firing sends. A call
+ * ends after vlen messages or at its first failure (which fires too), so a
+ * firing past either starts a new call. A call that ends before any message
+ * reaches the socket (a bad msghdr: EFAULT) goes unseen: the next call on
+ * the same array would count on from it.
+ */
+static __always_inline __u32 mmsg_index(__u64 base, __u32 vlen, bool failed)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct mmsg_progress *p = bpf_map_lookup_elem(&mmsg_progress, &id);
+	struct mmsg_progress fresh = { .base = base, .vlen = vlen };
+	__u32 i;
+
+	if (!p || p->base != base || p->vlen != vlen || p->next >= vlen) {
+		if (bpf_map_update_elem(&mmsg_progress, &id, &fresh, BPF_ANY))
+			return 0;
+		p = bpf_map_lookup_elem(&mmsg_progress, &id);
+		if (!p)
+			return 0;
+	}
+	i = p->next;
+	p->next = failed ? vlen : i + 1;
+	return i;
+}
+
+/* The syscall that made this send, or -1 when its registers cannot tell
+ * where the bytes are. */
+static __always_inline long current_syscall(struct task_struct *task)
+{
+	struct pt_regs *regs;
+
+	if ((task->flags & (PF_KTHREAD | PF_IO_WORKER)) || (task->thread_info.status & TS_COMPAT))
+		return -1;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	return regs ? (long)regs->orig_ax : -1;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	struct task_struct *task;
+	struct inflight f = {};
+	struct socket_view v;
+	struct scratch *s;
+	struct mmsghdr mm;
+	long nr;
+	__u32 i = 0;
+
+	if (sk->__sk_common.skc_family != AF_UNIX)
+		return 0;
+	task = bpf_get_current_task_btf();
+	nr = current_syscall(task);
+	if (nr < 0 || !send_from_syscall((struct pt_regs *)bpf_task_pt_regs(task), nr, &f))
+		f.buffer.kind = BUFFER_NONE;
+	/* every message of a sendmmsg moves its index, wanted, failed or not */
+	if (f.kind == INFLIGHT_MMSGHDR)
+		i = mmsg_index(f.buffer.base, f.buffer.nr_segs, ret < 0);
+	/* failed sends leave no record; 0 is an empty datagram */
+	if (ret < 0 || read_socket(sk->sk_socket, &v))
+		return 0;
+	if (!send_wanted(sk, &f))
+		return 0;
+	f.sock = (__u64)sk->sk_socket;
+	f.sk = (__u64)sk;
+	f.type = v.type;
+	if (f.kind == INFLIGHT_MSGHDR && !read_user_msghdr(&f, f.buffer.base)) {
+		f.kind = INFLIGHT_BUFFER;
+		f.buffer.kind = BUFFER_NONE;
+	}
+	if (f.kind == INFLIGHT_MMSGHDR) {
+		if (bpf_probe_read_user(&mm, sizeof(mm), (const void *)(f.buffer.base + (__u64)(i & 1023) * sizeof(mm)))) {
+			f.kind = INFLIGHT_BUFFER;
+			f.buffer.kind = BUFFER_NONE;
+		} else {
+			view_user_msghdr(&mm.msg_hdr, &f);
+		}
+	}
+	s = scratch_slot(SLOT_STREAM);
+	if (!s)
+		return 0;
+	s->pending = f;
+	return record_pending(ret, SLOT_STREAM);
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Where a send syscall's bytes are, from its registers: shared by the
+ * families that see the syscall rather than the kernel's msghdr (the raw
+ * syscall tracepoints, and the socket-layer tracepoint).
+ */
+#ifndef SOCKDUMP_SYSCALL_SEND_H
+#define SOCKDUMP_SYSCALL_SEND_H
+
+#include "capture.h"
+
+/* x86_64 syscall numbers (the objects are built for x86 only) */
+enum send_syscall {
+	NR_write = 1,
+	NR_writev = 20,
+	NR_sendto = 44,
+	NR_sendmsg = 46,
+	NR_sendmmsg = 307,
+	NR_pwritev2 = 328, /* with offset -1, a writev with flags */
+};
+
+/* thread_info.status: a 32-bit process, whose syscall numbers, registers
+ * and structures differ (20 is getpid there) */
+#define TS_COMPAT 0x0002
+
+/* Fills `f` with the send that syscall `nr` describes in `regs`; false for
+ * any other syscall. A msghdr or mmsghdr array stays in user memory: it is
+ * read once the send returned (see view_user_msghdr). */
+static __always_inline bool send_from_syscall(const struct pt_regs *regs, long nr, struct inflight *f)
+{
+	switch (nr) {
+	case NR_write:
+	case NR_sendto:
+		f->buffer.kind = BUFFER_USER;
+		f->buffer.base = regs->si;
+		if (nr == NR_sendto) {
+			f->name = regs->r8;
+			f->name_len = regs->r9;
+			f->name_in_user = 1;
+		}
+		return true;
+	case NR_writev:
+	case NR_pwritev2:
+		f->buffer.kind = BUFFER_USER_IOV_IN_USER;
+		f->buffer.base = regs->si;
+		f->buffer.nr_segs = regs->dx;
+		return true;
+	case NR_sendmsg:
+		f->kind = INFLIGHT_MSGHDR;
+		f->buffer.base = regs->si;
+		return true;
+	case NR_sendmmsg:
+		f->kind = INFLIGHT_MMSGHDR;
+		f->buffer.base = regs->si;
+		f->buffer.nr_segs = regs->dx;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A user msghdr, as sendmsg() got it, seen as the send it describes. */
+static __always_inline void view_user_msghdr(const struct user_msghdr *m, struct inflight *f)
+{
+	f->kind = INFLIGHT_BUFFER;
+	f->buffer.kind = BUFFER_USER_IOV_IN_USER;
+	f->buffer.base = (__u64)m->msg_iov;
+	f->buffer.nr_segs = m->msg_iovlen;
+	f->buffer.offset = 0;
+	f->name = (__u64)m->msg_name;
+	f->name_len = m->msg_namelen;
+	f->name_in_user = 1;
+}
+
+/* Replaces a pending INFLIGHT_MSGHDR with the send its user msghdr
+ * describes; false when it cannot be read. */
+static __always_inline bool read_user_msghdr(struct inflight *f, __u64 msghdr)
+{
+	struct user_msghdr m;
+
+	if (bpf_probe_read_user(&m, sizeof(m), (const void *)msghdr))
+		return false;
+	view_user_msghdr(&m, f);
+	return true;
+}
+
+#endif
