@@ -72,49 +72,56 @@ static __always_inline long current_syscall(struct task_struct *task)
 	return regs ? (long)regs->orig_ax : -1;
 }
 
+/* The filters, on the send pending in scratch slot `slot`. A global
+ * function: inlined, its stack and record_pending()'s together went past
+ * the 512 bytes the 6.12 verifier allows a call chain. */
+__attribute__((noinline)) int pending_wanted(__u32 slot)
+{
+	struct scratch *s = scratch_slot(slot);
+
+	return s && send_wanted((const struct sock *)s->pending.sk, &s->pending);
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 {
 	struct task_struct *task;
-	struct inflight f = {};
-	struct socket_view v;
+	struct socket *sock;
+	struct inflight *f;
 	struct scratch *s;
-	struct mmsghdr mm;
 	long nr;
 	__u32 i = 0;
 
 	if (sk->__sk_common.skc_family != AF_UNIX)
 		return 0;
-	task = bpf_get_current_task_btf();
-	nr = current_syscall(task);
-	if (nr < 0 || !send_from_syscall((struct pt_regs *)bpf_task_pt_regs(task), nr, &f))
-		f.buffer.kind = BUFFER_NONE;
-	/* every message of a sendmmsg moves its index, wanted, failed or not */
-	if (f.kind == INFLIGHT_MMSGHDR)
-		i = mmsg_index(f.buffer.base, f.buffer.nr_segs, ret < 0);
-	/* failed sends leave no record; 0 is an empty datagram */
-	if (ret < 0 || read_socket(sk->sk_socket, &v))
-		return 0;
-	if (!send_wanted(sk, &f))
-		return 0;
-	f.sock = (__u64)sk->sk_socket;
-	f.sk = (__u64)sk;
-	f.type = v.type;
-	if (f.kind == INFLIGHT_MSGHDR && !read_user_msghdr(&f, f.buffer.base)) {
-		f.kind = INFLIGHT_BUFFER;
-		f.buffer.kind = BUFFER_NONE;
-	}
-	if (f.kind == INFLIGHT_MMSGHDR) {
-		if (bpf_probe_read_user(&mm, sizeof(mm), (const void *)(f.buffer.base + (__u64)(i & 1023) * sizeof(mm)))) {
-			f.kind = INFLIGHT_BUFFER;
-			f.buffer.kind = BUFFER_NONE;
-		} else {
-			view_user_msghdr(&mm.msg_hdr, &f);
-		}
-	}
 	s = scratch_slot(SLOT_STREAM);
 	if (!s)
 		return 0;
-	s->pending = f;
+	f = &s->pending;
+	*f = (struct inflight){};
+	task = bpf_get_current_task_btf();
+	nr = current_syscall(task);
+	if (nr < 0 || !send_from_syscall((struct pt_regs *)bpf_task_pt_regs(task), nr, f))
+		f->buffer.kind = BUFFER_NONE;
+	/* every message of a sendmmsg moves its index, wanted, failed or not */
+	if (f->kind == INFLIGHT_MMSGHDR) {
+		i = mmsg_index(f->buffer.base, f->buffer.nr_segs, ret < 0);
+		/* msg_hdr comes first in struct mmsghdr: read it as sendmsg()'s */
+		f->kind = INFLIGHT_MSGHDR;
+		f->buffer.base += (__u64)(i & 1023) * sizeof(struct mmsghdr);
+	}
+	sock = sk->sk_socket;
+	/* failed sends leave no record; 0 is an empty datagram */
+	if (ret < 0 || !sock)
+		return 0;
+	f->sock = (__u64)sock;
+	f->sk = (__u64)sk;
+	f->type = sock->type;
+	if (!pending_wanted(SLOT_STREAM))
+		return 0;
+	if (f->kind == INFLIGHT_MSGHDR && !read_user_msghdr(f, f->buffer.base)) {
+		f->kind = INFLIGHT_BUFFER;
+		f->buffer.kind = BUFFER_NONE;
+	}
 	return record_pending(ret, SLOT_STREAM);
 }
