@@ -5,7 +5,7 @@
 //!
 //! Written by hand rather than with the crate: these few fixed layouts go
 //! into a reused buffer, every block of a message in one write, and the
-//! crate's writer costs 20-50% more CPU per message at 64 B and 1 KiB
+//! crate's writer costs 20-80% more CPU per message at 64 B and 1 KiB
 //! (BENCHMARKS.md).
 
 use std::io::Read;

@@ -28,6 +28,9 @@ pub fn user_application() -> String {
     format!("sockdump {}", env!("CARGO_PKG_VERSION"))
 }
 
+/// See `PcapngSink::blocks`; the size of `open_destination`'s `BufWriter`.
+const BATCH: usize = 1 << 16;
+
 pub struct PcapngSink<W: Write> {
     out: W,
     framer: Framer,
@@ -36,7 +39,9 @@ pub struct PcapngSink<W: Write> {
     filter: Option<String>,
     /// When this file began, for its statistics.
     started_ns: u64,
-    /// Every block of one message, written at once.
+    /// Blocks of whole messages not yet written: they go out together once
+    /// there are `BATCH` bytes (or at a flush), in writes large enough to
+    /// pass a `BufWriter` by rather than be copied into it.
     blocks: Vec<u8>,
     comment: String,
 }
@@ -50,13 +55,19 @@ impl<W: Write> PcapngSink<W> {
             flush_each: options.flush_each,
             filter: options.filter,
             started_ns: 0,
-            blocks: Vec::with_capacity(1 << 17),
+            blocks: Vec::with_capacity(2 * BATCH),
             comment: String::with_capacity(512),
         }
     }
 
     pub fn into_inner(self) -> W {
         self.out
+    }
+
+    fn write_blocks(&mut self) -> io::Result<()> {
+        let result = self.out.write_all(&self.blocks);
+        self.blocks.clear();
+        result
     }
 }
 
@@ -65,7 +76,6 @@ impl<W: Write> super::Sink for PcapngSink<W> {
     /// before the first packet.
     fn begin(&mut self) -> io::Result<()> {
         self.started_ns = unix_now_ns();
-        self.blocks.clear();
         push_shb(&mut self.blocks, &user_application(), os_name().as_deref());
         push_idb(
             &mut self.blocks,
@@ -77,15 +87,13 @@ impl<W: Write> super::Sink for PcapngSink<W> {
                 filter: self.filter.as_deref(),
             },
         );
-        self.out.write_all(&self.blocks)?;
-        self.out.flush()
+        self.flush()
     }
 
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
         let ts = epoch_ns(self.clock, event.timestamp_ns);
         let meta = MessageMeta::of(event);
         let Self { framer, blocks, comment, .. } = self;
-        blocks.clear();
         framer.frame(event, |packet| {
             match packet.content {
                 Content::Handshake => meta::write_synthetic_comment(comment, Synthetic::Handshake),
@@ -94,21 +102,22 @@ impl<W: Write> super::Sink for PcapngSink<W> {
             push_epb(blocks, ts, packet.bytes, packet.orig_len, u32::from(packet.direction.bits()), comment);
             Ok::<(), io::Error>(())
         })?;
-        self.out.write_all(&self.blocks)?;
         if self.flush_each {
-            self.out.flush()?;
+            return self.flush();
+        }
+        if self.blocks.len() >= BATCH {
+            self.write_blocks()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_blocks()?;
         self.out.flush()
     }
 
     fn finish(&mut self, stats: &Stats) -> io::Result<()> {
-        self.blocks.clear();
         push_isb(&mut self.blocks, unix_now_ns(), self.started_ns, stats.captured, stats.lost);
-        self.out.write_all(&self.blocks)?;
-        self.out.flush()
+        self.flush()
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! `sockdump-bench [--sockdump PATH] [--quick] [--markdown FILE]` prints a
 //! table; `workload` is the measured traffic, started by the runner.
-//! `sockdump-bench writers [--messages N] [--rounds N]` compares the capture
+//! `sockdump-bench writers [--messages N] [--rounds N] [--realistic-only]`
+//! measures the pcapng sink with realistic events and compares the capture
 //! file writers (no root, no capture).
 
 mod measure;
@@ -42,15 +43,16 @@ fn real_main() -> Result<()> {
         return workload::run(&w, args.iter().any(|a| a == "--wait"));
     }
     if args.first().map(String::as_str) == Some("writers") {
-        let mut options = writers::Options { messages: 50_000, rounds: 25 };
+        let mut options = writers::Options { messages: 50_000, rounds: 25, realistic_only: false };
         let mut rest = args[1..].iter();
         while let Some(arg) = rest.next() {
             let mut value = || -> Result<usize> { Ok(rest.next().context("missing value")?.parse()?) };
             match arg.as_str() {
                 "--messages" => options.messages = value()?,
                 "--rounds" => options.rounds = value()?,
+                "--realistic-only" => options.realistic_only = true,
                 other => bail!(
-                    "unknown argument {other}; usage: sockdump-bench writers [--messages N] [--rounds N]"
+                    "unknown argument {other}; usage: sockdump-bench writers [--messages N] [--rounds N] [--realistic-only]"
                 ),
             }
         }

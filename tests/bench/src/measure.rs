@@ -51,8 +51,9 @@ impl Watcher {
 struct SockdumpStats {
     captured: u64,
     lost: u64,
-    cpu: Duration,
     max_rss_kib: u64,
+    /// after start-up
+    cpu: Duration,
     /// time its eBPF programs ran during the workload
     bpf_ns: u64,
 }
@@ -60,6 +61,8 @@ struct SockdumpStats {
 struct Sockdump {
     child: Child,
     startup: Duration,
+    /// CPU it had used when it started listening (loading, BTF)
+    startup_cpu: Duration,
     /// ids of this sockdump's eBPF programs
     programs: Vec<u32>,
     stderr: mpsc::Receiver<String>,
@@ -86,10 +89,22 @@ fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sock
             stderr.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("sockdump did not start"))?;
         if line.starts_with("listening") {
             let startup = started.elapsed();
+            let startup_cpu = process_cpu(child.id())?;
             let programs = program_ids().into_iter().filter(|id| !before.contains(id)).collect();
-            return Ok(Sockdump { child, startup, programs, stderr });
+            return Ok(Sockdump { child, startup, startup_cpu, programs, stderr });
         }
     }
+}
+
+/// User + system CPU of a running process, from `/proc/PID/stat`.
+fn process_cpu(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // fields after the parenthesised name: utime and stime are the 12th and 13th
+    let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).context("stat fields")?.iter().map(|f| f.parse().unwrap_or(0)).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_millis(ticks * 1000 / hz))
 }
 
 /// The peak resident memory of a running process. Not wait4's ru_maxrss:
@@ -113,8 +128,8 @@ fn stop_sockdump(run: Sockdump) -> Result<SockdumpStats> {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let mut stats =
-        SockdumpStats { cpu: tv(usage.ru_utime) + tv(usage.ru_stime), max_rss_kib, ..Default::default() };
+    let cpu = (tv(usage.ru_utime) + tv(usage.ru_stime)).saturating_sub(run.startup_cpu);
+    let mut stats = SockdumpStats { cpu, max_rss_kib, ..Default::default() };
     let line = run
         .stderr
         .iter()
@@ -168,6 +183,22 @@ fn finish_workload(mut run: WorkloadRun) -> Result<f64> {
     Ok(count / seconds)
 }
 
+/// sockdump started as `watcher` says, if it is one of sockdump's.
+fn start_watcher(opts: &Options, watcher: Watcher, scratch: &Path) -> Result<Option<Sockdump>> {
+    let args: Vec<String> = match watcher {
+        Watcher::None | Watcher::Floor | Watcher::Strace => return Ok(None),
+        Watcher::Text => vec!["--format".into(), "hex".into()],
+        Watcher::Pcapng => vec![
+            "--format".into(),
+            "pcapng".into(),
+            "--output".into(),
+            scratch.join("bench.pcapng").display().to_string(),
+        ],
+        Watcher::NoMatch => vec!["--sock".into(), "/nonexistent/sockdump-bench".into()],
+    };
+    start_sockdump(opts, &args, Stdio::null()).map(Some)
+}
+
 /// One workload run under `watcher`; sockdump's figures when it ran.
 fn measure(
     opts: &Options,
@@ -178,21 +209,7 @@ fn measure(
 ) -> Result<(f64, Option<SockdumpStats>)> {
     let strace = ["strace", "-f", "-qq", "-e", "trace=write,sendmsg", "-s", "65535", "-o", "/dev/null"];
     let workload = spawn_workload(size, count, None, if watcher == Watcher::Strace { &strace } else { &[] })?;
-    let args: Option<Vec<String>> = match watcher {
-        Watcher::None | Watcher::Floor | Watcher::Strace => None,
-        Watcher::Text => Some(vec!["--format".into(), "hex".into()]),
-        Watcher::Pcapng => Some(vec![
-            "--format".into(),
-            "pcapng".into(),
-            "--output".into(),
-            scratch.join("bench.pcapng").display().to_string(),
-        ]),
-        Watcher::NoMatch => Some(vec!["--sock".into(), "/nonexistent/sockdump-bench".into()]),
-    };
-    let capture = match args {
-        Some(args) => Some(start_sockdump(opts, &args, Stdio::null())?),
-        None => None,
-    };
+    let capture = start_watcher(opts, watcher, scratch)?;
     let floor = if watcher == Watcher::Floor { Some(attach_floor()?) } else { None };
     let before = bpf_time(&capture);
     let rate = finish_workload(workload)?;
@@ -360,7 +377,7 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     ));
     for (watcher, stats, sent) in &at_1k {
         report.line(format!(
-            "- {}: peak RSS {:.1} MiB; sockdump CPU time per million messages {:.2} s ({} captured of {sent} sent)",
+            "- {}: peak RSS {:.1} MiB; sockdump CPU time (after start-up) per million messages {:.2} s ({} captured of {sent} sent)",
             watcher.name(),
             stats.max_rss_kib as f64 / 1024.0,
             stats.cpu.as_secs_f64() / stats.captured.max(1) as f64 * 1e6,
@@ -375,16 +392,33 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     Ok(())
 }
 
-/// redis-benchmark against redis-server on a unix socket, with and without capture.
+/// redis-benchmark against one redis-server over TCP loopback and over a
+/// unix socket: tcpdump on `lo` (the peer users compare with) as a ratio to
+/// the TCP baseline, sockdump as a ratio to the unix one, alternating.
 fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Result<()> {
     let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
-    if !have("redis-server") || !have("redis-benchmark") {
-        report.line("- redis: skipped, redis-server or redis-benchmark is not installed (apt-get install redis-server redis-tools)".into());
+    let missing: Vec<&str> =
+        [("redis-server", "redis-server"), ("redis-benchmark", "redis-tools"), ("tcpdump", "tcpdump")]
+            .into_iter()
+            .filter(|(tool, _)| !have(tool))
+            .map(|(_, package)| package)
+            .collect();
+    if !missing.is_empty() {
+        report.line(format!(
+            "\n- redis: skipped, it needs the Debian packages redis-server, redis-tools and tcpdump (missing: apt-get install {})",
+            missing.join(" ")
+        ));
         return Ok(());
     }
+    report.line(String::new());
+    report.line("## redis-benchmark (SET+GET, 20 clients) under capture, each as a ratio to its own no-capture baseline".into());
+    report.line(String::new());
+    report.line("| transport | capture | requests/s ratio | baseline requests/s |".into());
+    report.line("| --- | --- | --- | --- |".into());
     let socket = scratch.join("redis.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
     let mut server = Command::new("redis-server")
-        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .args(["--bind", "127.0.0.1", "--port", &port, "--save", "", "--appendonly", "no", "--unixsocket"])
         .arg(&socket)
         .stdout(Stdio::null())
         .spawn()?;
@@ -392,13 +426,34 @@ fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Re
     while !socket.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let requests = if opts.quick { "10000" } else { "200000" };
-    let bench = || -> Result<f64> {
-        let out = Command::new("redis-benchmark")
-            .arg("-s")
-            .arg(&socket)
-            .args(["-n", requests, "-c", "20", "-t", "set,get", "-q"])
-            .output()?;
+    let result = redis_runs(opts, reps, scratch, &socket, &port);
+    let _ = server.kill();
+    let _ = server.wait();
+    let rows = result?;
+    for (label, ratio, baseline) in rows {
+        report.line(format!("| {label} | {:.1}% | {baseline:.0} |", ratio * 100.0));
+    }
+    Ok(())
+}
+
+/// The redis configurations, each `reps` times in turn: (what, ratio to
+/// its baseline, baseline requests/s) per capture.
+fn redis_runs(
+    opts: &Options,
+    reps: usize,
+    scratch: &Path,
+    socket: &Path,
+    port: &str,
+) -> Result<Vec<(String, f64, f64)>> {
+    let requests = if opts.quick { "20000" } else { "200000" };
+    let bench = |tcp: bool| -> Result<f64> {
+        let mut command = Command::new("redis-benchmark");
+        if tcp {
+            command.args(["-h", "127.0.0.1", "-p", port]);
+        } else {
+            command.arg("-s").arg(socket);
+        }
+        let out = command.args(["-n", requests, "-c", "20", "-t", "set,get", "-q"]).output()?;
         // "SET: 123456.79 requests per second, p50=..." per command; sum them
         let text = String::from_utf8_lossy(&out.stdout);
         let total: f64 = text
@@ -410,20 +465,56 @@ fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Re
         }
         Ok(total)
     };
-    let mut base = Vec::new();
-    let mut captured = Vec::new();
+    let watchers = [Watcher::Pcapng, Watcher::NoMatch];
+    let (mut tcp_base, mut tcpdump, mut unix_base) = (Vec::new(), Vec::new(), Vec::new());
+    let mut captured = vec![Vec::new(); watchers.len()];
     for _ in 0..reps {
-        base.push(bench()?);
-        let capture = start_sockdump(opts, &["--format".into(), "hex".into()], Stdio::null())?;
-        captured.push(bench()?);
-        stop_sockdump(capture)?;
+        tcp_base.push(bench(true)?);
+        let peer = start_tcpdump(&scratch.join("tcpdump.pcap"))?;
+        tcpdump.push(bench(true)?);
+        stop_tcpdump(peer)?;
+        unix_base.push(bench(false)?);
+        for (i, &watcher) in watchers.iter().enumerate() {
+            let capture = start_watcher(opts, watcher, scratch)?;
+            captured[i].push(bench(false)?);
+            capture.map(stop_sockdump).transpose()?;
+        }
     }
-    let _ = server.kill();
-    let _ = server.wait();
-    let baseline = median(&mut base);
-    report.line(format!(
-        "- redis-benchmark (SET+GET, 20 clients, unix socket) while sockdump captures everything: {:.1}% of {baseline:.0} requests/s",
-        median(&mut captured) / baseline * 100.0
-    ));
+    let (tcp_base, unix_base) = (median(&mut tcp_base), median(&mut unix_base));
+    let mut rows =
+        vec![("TCP loopback | tcpdump -w FILE -i lo".to_owned(), median(&mut tcpdump) / tcp_base, tcp_base)];
+    for (watcher, rates) in watchers.iter().zip(&mut captured) {
+        rows.push((format!("unix socket | {}", watcher.name()), median(rates) / unix_base, unix_base));
+    }
+    Ok(rows)
+}
+
+/// tcpdump writing everything on `lo` to `file`, once it says it listens.
+fn start_tcpdump(file: &Path) -> Result<Child> {
+    let mut child = Command::new("tcpdump")
+        .args(["-i", "lo", "-w"])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start tcpdump")?;
+    let stderr = child.stderr.take().context("tcpdump stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            // "tcpdump: listening on lo, link-type ..."
+            Some(Ok(line)) if line.contains("listening on") => break,
+            Some(Ok(_)) => {}
+            _ => bail!("tcpdump did not start"),
+        }
+    }
+    // the rest of its stderr (the totals) is not needed: let it go
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(child)
+}
+
+fn stop_tcpdump(mut child: Child) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)?;
+    child.wait()?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The synthetic network: an address per socket, and per conversation its
 //! client and the next sequence number each way.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use foldhash::HashMap;
 
 use sockdump_common::meta::Direction;
 use sockdump_common::{abi, Event, SockType, SocketName};
@@ -47,7 +49,7 @@ impl fmt::Display for Endpoint {
 /// unconnected send names its destination only by path, and every socket a
 /// server accepts carries the listening socket's name, so all of them
 /// share the server's address), else its inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
     Path { len: u8, bytes: [u8; abi::PATH_MAX] },
     Abstract { len: u8, bytes: [u8; abi::PATH_MAX] },
@@ -73,6 +75,21 @@ impl Key {
                 let (len, bytes) = fixed(n);
                 Key::Abstract { len, bytes }
             }
+        }
+    }
+}
+
+/// Hashes the bytes of a name that are used, not all `PATH_MAX`. Names
+/// are chosen by whoever binds a socket: the tables' hasher is keyed.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Path { len, bytes } => state.write(&bytes[..usize::from(*len)]),
+            Key::Abstract { len, bytes } => {
+                state.write_u8(0);
+                state.write(&bytes[..usize::from(*len)]);
+            }
+            Key::Inode(ino) => state.write_u64(*ino),
         }
     }
 }

@@ -23,45 +23,51 @@ pub(super) mod tcp_flags {
 pub(super) const SYN_OPTIONS: [u8; 8] =
     [2, 4, (TCP_MAX_PAYLOAD >> 8) as u8, TCP_MAX_PAYLOAD as u8, 1, 3, 3, 14];
 
-/// The Internet checksum (RFC 1071) of `parts`, each of even length but
-/// the last.
+/// The Internet checksum (RFC 1071) of `parts` joined, whatever their
+/// lengths.
 pub(super) fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u64 = 0;
-    // a part of odd length leaves its last byte to pair with the next part
-    let mut high: Option<u8> = None;
+    let mut sum: u32 = 0;
+    let mut odd = false;
     for part in parts {
-        let mut bytes = *part;
-        if let Some(h) = high.take() {
-            match bytes.split_first() {
-                Some((&low, rest)) => {
-                    sum += u64::from(u16::from_be_bytes([h, low]));
-                    bytes = rest;
-                }
-                None => {
-                    high = Some(h);
-                    continue;
-                }
-            }
-        }
-        // one's complement addition is associative: add four words at a time
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let v = u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
-        }
-        let mut pairs = words.remainder().chunks_exact(2);
-        for p in &mut pairs {
-            sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
-        }
-        high = pairs.remainder().first().copied();
+        let part_sum = ones_sum(part);
+        // A part starting at an odd offset has its bytes in the other half
+        // of each word: its sum is byte-swapped (RFC 1071, section 2.B).
+        sum += u32::from(if odd { part_sum.swap_bytes() } else { part_sum });
+        odd ^= part.len() % 2 == 1;
     }
-    if let Some(h) = high {
-        sum += u64::from(h) << 8;
+    !fold(u64::from(sum))
+}
+
+/// The 16-bit one's complement sum of `bytes` as big-endian words, a last
+/// odd byte padded with zero.
+fn ones_sum(bytes: &[u8]) -> u16 {
+    // Native-order 32-bit words added into 64 bits cannot overflow below
+    // 16 GiB and vectorise; the folded sum is then in native byte order.
+    let word = |b: &[u8]| u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let mut lanes = [0u64; 8];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+            *lane += word(w);
+        }
     }
+    let mut sum: u64 = lanes.iter().sum();
+    let mut words = blocks.remainder().chunks_exact(4);
+    for w in &mut words {
+        sum += word(w);
+    }
+    let mut tail = [0u8; 4];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    sum += word(&tail);
+    u16::from_be(fold(sum))
+}
+
+/// Folds a sum of 16-bit words to 16 bits, carries added back in.
+fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    sum as u16
 }
 
 fn push_ethernet(buf: &mut Vec<u8>, src: &Endpoint, dst: &Endpoint) {
@@ -189,6 +195,32 @@ mod tests {
             }
         }
         assert_eq!(checksum(&[&[0xff; 64]]), reference_checksum(&[&[0xff; 64]]));
+    }
+
+    #[test]
+    fn checksum_matches_reference_on_random_data_and_splits() {
+        // xorshift64: reproducible pseudo-random lengths, bytes and cuts
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..2000 {
+            let len = (next() % 3000) as usize;
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut cuts: Vec<usize> =
+                (0..next() % 5).map(|_| (next() % (len as u64 + 1)) as usize).collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([len]) {
+                parts.push(&data[from..cut]);
+                from = cut;
+            }
+            assert_eq!(checksum(&parts), reference_checksum(&parts), "len {len}");
+        }
     }
 
     #[test]
