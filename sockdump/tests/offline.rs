@@ -584,3 +584,30 @@ fn x11_on_its_abstract_name_dissects_as_x11() {
     let file = pcapng_file(&dir, "x11.pcapng", Link::Ethernet, &evs);
     assert_eq!(fields(&file, "x11", &["tcp.dstport"], &[]), [["6000"]]);
 }
+
+#[test]
+fn read_with_v_says_what_the_file_held_and_kernel_options_are_refused() {
+    let dir = TempDir::new("read-v");
+    let r = recorded();
+    let evs = events(&r);
+    let file = pcapng_file(&dir, "all.pcapng", Link::Ethernet, &evs);
+    let out = Command::new(SOCKDUMP)
+        .arg("-r")
+        .arg(&file)
+        .args(["-v", "--format", "string", "--comm", "pair"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("packets from") && stderr.contains("; 2 messages matched and were written"),
+        "{stderr}"
+    );
+    let out =
+        Command::new(SOCKDUMP).arg("-r").arg(&file).args(["--segs-in-buffer", "20000"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.lines().count() == 1 && stderr.contains("cannot be used with"),
+        "{stderr}"
+    );
+}
