@@ -60,16 +60,13 @@ static __always_inline __u32 mmsg_index(__u64 base, __u32 vlen, bool failed)
 	return i;
 }
 
-/* The syscall that made this send, or -1 when its registers cannot tell
- * where the bytes are. */
-static __always_inline long current_syscall(struct task_struct *task)
+/* The registers of the syscall that made this send, or NULL when they
+ * cannot tell where the bytes are. */
+static __always_inline struct pt_regs *syscall_regs(struct task_struct *task)
 {
-	struct pt_regs *regs;
-
 	if ((task->flags & (PF_KTHREAD | PF_IO_WORKER)) || (task->thread_info.status & TS_COMPAT))
-		return -1;
-	regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	return regs ? (long)regs->orig_ax : -1;
+		return NULL;
+	return (struct pt_regs *)bpf_task_pt_regs(task);
 }
 
 /* The filters, on the send pending in scratch slot `slot`. A global
@@ -85,11 +82,10 @@ __attribute__((noinline)) int pending_wanted(__u32 slot)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 {
-	struct task_struct *task;
 	struct socket *sock;
+	struct pt_regs *regs;
 	struct inflight *f;
 	struct scratch *s;
-	long nr;
 	__u32 i = 0;
 
 	if (sk->__sk_common.skc_family != AF_UNIX)
@@ -99,9 +95,8 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 		return 0;
 	f = &s->pending;
 	*f = (struct inflight){};
-	task = bpf_get_current_task_btf();
-	nr = current_syscall(task);
-	if (nr < 0 || !send_from_syscall((struct pt_regs *)bpf_task_pt_regs(task), nr, f))
+	regs = syscall_regs(bpf_get_current_task_btf());
+	if (!regs || !send_from_syscall(regs, regs->orig_ax, f))
 		f->buffer.kind = BUFFER_NONE;
 	/* every message of a sendmmsg moves its index, wanted, failed or not */
 	if (f->kind == INFLIGHT_MMSGHDR) {
