@@ -48,20 +48,40 @@ struct inflight {
 	__u8 pad2[6];
 };
 
-/* How far copy_segment() got through the pending send's iovec. */
+/* How far the copy got through the pending send's iovec. */
 struct copy_progress {
 	__u64 want; /* bytes to copy */
 	__u64 done; /* bytes copied */
 	__u64 skip; /* bytes still to skip: already consumed before this send */
+	__u64 src;  /* the next chunk to copy (see next_chunk) */
+	__u64 len;
+	__u64 user; /* src is user memory */
+};
+
+/*
+ * What a hook with trusted BTF pointers to the socket learnt with plain
+ * loads, so that the shared code need not probe-read it again (each probe
+ * read is a helper call of some 30 ns).
+ */
+struct sock_facts {
+	__u64 own_addr;   /* struct unix_address * */
+	__u64 own_dentry; /* struct dentry * of the socket file */
+	__u64 peer;       /* struct unix_sock * */
+	__u64 peer_addr;
+	__u64 peer_dentry;
+	__u64 sock_ino;
+	__u64 peer_ino;
+	__u32 peer_pid;
+	__u32 known; /* 0: read them with probe reads */
 };
 
 struct scratch {
 	/* the send being recorded, handed to record_pending() */
 	struct inflight pending;
+	struct sock_facts facts;
 	struct copy_progress copy;
+	/* the record's header; the bytes go straight into the ring buffer */
 	struct sockdump_event event;
-	/* twice the copy size: lets the verifier bound `offset + length` */
-	__u8 data[2 * SOCKDUMP_DATA_MAX];
 };
 
 struct {
@@ -169,6 +189,31 @@ static __always_inline void read_unix(const struct unix_sock *u, struct unix_vie
 	v->peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
 }
 
+/* The sending socket's unix_view: from the hook's facts when it has them. */
+static __always_inline void read_own(const struct sock *sk, const struct sock_facts *facts, struct unix_view *v)
+{
+	if (facts && facts->known) {
+		v->addr = (struct unix_address *)facts->own_addr;
+		v->dentry = (struct dentry *)facts->own_dentry;
+		v->peer = (struct unix_sock *)facts->peer;
+		return;
+	}
+	read_unix((const struct unix_sock *)sk, v);
+}
+
+/* The peer's unix_view (`own` is the sending socket's). */
+static __always_inline void read_peer(const struct unix_view *own, const struct sock_facts *facts,
+				      struct unix_view *v)
+{
+	if (facts && facts->known) {
+		v->addr = (struct unix_address *)facts->peer_addr;
+		v->dentry = (struct dentry *)facts->peer_dentry;
+		v->peer = NULL; /* not needed */
+		return;
+	}
+	read_unix(own->peer, v);
+}
+
 static __always_inline __u64 socket_ino(const struct socket *sock)
 {
 	if (!sock)
@@ -176,13 +221,40 @@ static __always_inline __u64 socket_ino(const struct socket *sock)
 	return BPF_CORE_READ((const struct socket_alloc *)sock, vfs_inode.i_ino);
 }
 
+/* unix_address.len and the sun_path behind it, read at once into
+ * `len` onwards; `pad` puts `path` on an 8-byte boundary for the copy. */
+struct bound_name {
+	__u16 pad;
+	int len;
+	__u16 family;
+	char path[SOCKDUMP_PATH_MAX];
+} __attribute__((packed, aligned(8)));
+
 /* Copies the sun_path bytes of a bound socket; returns how many (0 = unnamed). */
 static __always_inline __u8 read_bound_name(const struct unix_address *addr, char *dst)
 {
+	const __u32 len_at = bpf_core_field_offset(struct unix_address, len);
+	const __u32 name_at = bpf_core_field_offset(struct unix_address, name);
+	struct bound_name name;
 	__u32 len;
 
 	if (!addr)
 		return 0;
+	/* One read where the name follows the length, as in every kernel so
+	 * far. It may run past a short name's allocation: slab memory stays
+	 * mapped, the bytes past `len` are not used, and a read that fails
+	 * (a KFENCE guard page) falls back to reading exactly. */
+	if (name_at == len_at + sizeof(int) &&
+	    !bpf_probe_read_kernel(&name.len, sizeof(name) - sizeof(name.pad), (const char *)addr + len_at)) {
+		len = name.len;
+		if (len <= __builtin_offsetof(struct sockaddr_un, sun_path))
+			return 0;
+		len -= __builtin_offsetof(struct sockaddr_un, sun_path);
+		if (len > SOCKDUMP_PATH_MAX)
+			len = SOCKDUMP_PATH_MAX;
+		__builtin_memcpy(dst, name.path, SOCKDUMP_PATH_MAX);
+		return len;
+	}
 	len = BPF_CORE_READ(addr, len);
 	if (len <= __builtin_offsetof(struct sockaddr_un, sun_path))
 		return 0;
@@ -317,7 +389,7 @@ static __always_inline bool may_name_destination(const struct inflight *f)
  * already satisfied, otherwise the destination of an unconnected send
  * decides at exit.
  */
-static __always_inline bool send_wanted(const struct sock *sk, struct inflight *f)
+static __always_inline bool send_wanted(const struct sock *sk, struct inflight *f, const struct sock_facts *facts)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct unix_view own, peer;
@@ -336,8 +408,8 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 		return true;
 	/* struct unix_sock starts with struct sock: a CO-RE cast works on every
 	 * kernel, bpf_skc_to_unix_sock() only from 5.16 */
-	read_unix((const struct unix_sock *)sk, &own);
-	read_unix(own.peer, &peer);
+	read_own(sk, facts, &own);
+	read_peer(&own, facts, &peer);
 	f->path_matched = view_matches_path(&own, name) || view_matches_path(&peer, name);
 	/* A destination address (given, or in a msghdr read at exit) decides
 	 * at exit, even on a connected datagram socket; without one the peer
@@ -385,7 +457,7 @@ static __always_inline void forget_send(void)
 static __always_inline bool claim_send(struct inflight *f, const struct socket *sock,
 				       const struct socket_view *v)
 {
-	if (!send_wanted(v->sk, f)) {
+	if (!send_wanted(v->sk, f, NULL)) {
 		forget_send();
 		return false;
 	}
@@ -406,8 +478,10 @@ static __always_inline struct scratch *take_send(__u32 slot)
 	if (!stored || !stored->sock)
 		return NULL;
 	s = scratch_slot(slot);
-	if (s)
+	if (s) {
 		s->pending = *stored;
+		s->facts.known = 0;
+	}
 	stored->sock = 0;
 	return s;
 }
@@ -418,18 +492,23 @@ static __always_inline long read_memory(void *dst, __u32 len, __u64 src, bool us
 		    : bpf_probe_read_kernel(dst, len, (const void *)src);
 }
 
-/* Bounds a copy of at most SOCKDUMP_DATA_MAX bytes for the verifier. */
-#define DATA_LEN(n) ((((n) - 1) & (SOCKDUMP_DATA_MAX - 1)) + 1)
-#define DATA_OFFSET(n) ((n) & (SOCKDUMP_DATA_MAX - 1))
+enum chunk_step {
+	CHUNK_END = 0,  /* nothing more to copy */
+	CHUNK_COPY = 1, /* copy s->copy.src/len/user */
+	CHUNK_SKIP = 2, /* a segment consumed before this send: go on */
+};
 
 /*
- * Copies the sent bytes of iovec entry `i` of the send pending in scratch
- * slot `slot`, continuing s->copy; returns whether the next entry is needed.
+ * Finds the bytes of iovec entry `i` (entry 0 of a single buffer) of the
+ * send pending in scratch slot `slot` still to be copied after s->copy.done,
+ * and leaves them in s->copy; returns an enum chunk_step. Flags truncation
+ * and unreadable memory in the pending event.
  *
- * A global function, checked once: unrolled 64 times in its caller, the copy
- * went past the verifier's budget of a million instructions on 5.10 and 6.1.
+ * A global function, checked once: inlined in the copy loop, every entry's
+ * branches multiplied the paths the verifier walks past its budget of a
+ * million instructions on 5.10 and 6.1.
  */
-__attribute__((noinline)) int copy_segment(__u32 slot, __u32 i)
+__attribute__((noinline)) int next_chunk(__u32 slot, __u32 i)
 {
 	struct scratch *s = scratch_slot(slot);
 	const struct buffer_view *b;
@@ -438,64 +517,143 @@ __attribute__((noinline)) int copy_segment(__u32 slot, __u32 i)
 	__u64 len;
 
 	if (!s)
-		return 0;
+		return CHUNK_END;
 	b = &s->pending.buffer;
 	c = &s->copy;
-	if (c->done >= c->want || i >= b->nr_segs)
-		return 0;
+	/* one buffer is entry 0, whatever nr_segs says */
+	if (c->done >= c->want || i >= (b->kind == BUFFER_USER ? 1 : b->nr_segs))
+		return CHUNK_END;
 	if (i >= settings.segs_per_msg) {
 		s->event.flags |= SOCKDUMP_F_TRUNC_SEGS;
-		return 0;
+		return CHUNK_END;
 	}
-	if (read_memory(&seg, sizeof(seg), b->base + i * sizeof(seg),
-			b->kind == BUFFER_USER_IOV_IN_USER))
-		goto unreadable;
+	if (b->kind == BUFFER_USER) {
+		seg.iov_base = (void *)b->base;
+		seg.iov_len = c->want + c->skip;
+	} else if (read_memory(&seg, sizeof(seg), b->base + i * sizeof(seg),
+			       b->kind == BUFFER_USER_IOV_IN_USER)) {
+		s->event.flags |= SOCKDUMP_F_UNREADABLE;
+		return CHUNK_END;
+	}
 	if (seg.iov_len <= c->skip) {
 		c->skip -= seg.iov_len;
-		return 1;
+		return CHUNK_SKIP;
 	}
 	len = seg.iov_len - c->skip;
 	if (len > c->want - c->done)
 		len = c->want - c->done;
-	if (read_memory(s->data + DATA_OFFSET(c->done), DATA_LEN(len), (__u64)seg.iov_base + c->skip,
-			b->kind != BUFFER_KERNEL_IOV))
-		goto unreadable;
+	c->src = (__u64)seg.iov_base + c->skip;
+	c->len = len;
+	c->user = b->kind != BUFFER_KERNEL_IOV;
 	c->skip = 0;
-	c->done += DATA_LEN(len);
-	return 1;
-unreadable:
-	s->event.flags |= SOCKDUMP_F_UNREADABLE;
+	return CHUNK_COPY;
+}
+
+/*
+ * The ring buffer record of the event pending in scratch slot `slot`, with
+ * its `want` bytes read straight into it: one copy. The kernel only reserves
+ * records of a constant size, so each size class is its own function, for
+ * 2^bits bytes of data: a message of one buffer fills up to all of it, one
+ * of several segments up to half (the verifier must see that every
+ * segment's offset and length stay inside the record).
+ */
+static __always_inline int emit_record(__u32 slot, __u32 want, const __u32 bits)
+{
+	const __u32 room = 1u << bits, half = room >> 1;
+	const __u64 size = sizeof(struct sockdump_event) + room;
+	struct scratch *s = scratch_slot(slot);
+	struct sockdump_event *rec;
+	struct copy_progress *c;
+	__u64 wake, waiting;
+	int step;
+
+	if (!s)
+		return 0;
+	c = &s->copy;
+	rec = bpf_ringbuf_reserve(&events, size, 0);
+	if (!rec) {
+		count(SOCKDUMP_LOST_RINGBUF, 1);
+		return 0;
+	}
+	step = want ? next_chunk(slot, 0) : CHUNK_END;
+	if (step == CHUNK_COPY && c->len == want) {
+		if (read_memory(rec + 1, ((c->len - 1) & (room - 1)) + 1, c->src, c->user))
+			s->event.flags |= SOCKDUMP_F_UNREADABLE;
+		else
+			c->done = c->len;
+	} else {
+		for (__u32 i = 1; i <= SOCKDUMP_SEGS_MAX && step != CHUNK_END; i++) {
+			if (step == CHUNK_COPY) {
+				if (read_memory((__u8 *)(rec + 1) + (c->done & (half - 1)),
+						((c->len - 1) & (half - 1)) + 1, c->src, c->user)) {
+					s->event.flags |= SOCKDUMP_F_UNREADABLE;
+					break;
+				}
+				c->done += c->len;
+			}
+			/* one pass more than segments: at --segs-per-msg
+			 * SOCKDUMP_SEGS_MAX the last only finds the message truncated */
+			step = next_chunk(slot, i);
+		}
+	}
+	s->event.captured = c->done;
+	__builtin_memcpy(rec, &s->event, sizeof(*rec));
+
+	/* Wake the reader once, with the record that fills the ring past
+	 * wakeup_bytes (the reserved record and its 8-byte ring header already
+	 * count): a wakeup is an inter-processor interrupt, and a reader still
+	 * busy with the batch needs none. */
+	waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	wake = waiting >= settings.wakeup_bytes && waiting < settings.wakeup_bytes + size + 8
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(rec, wake);
 	return 0;
 }
 
-/* Copies up to `want` sent bytes into s->data; returns how many. */
-static __always_inline __u32 copy_sent_bytes(struct scratch *s, __u32 slot, __u64 want)
+#define EMIT_CLASS(bits)                                           \
+	__attribute__((noinline)) int emit_##bits(__u32 slot, __u32 want) \
+	{                                                          \
+		return emit_record(slot, want, bits);              \
+	}
+EMIT_CLASS(6)
+EMIT_CLASS(7)
+EMIT_CLASS(8)
+EMIT_CLASS(9)
+EMIT_CLASS(10)
+EMIT_CLASS(11)
+EMIT_CLASS(12)
+EMIT_CLASS(13)
+EMIT_CLASS(14)
+EMIT_CLASS(15)
+EMIT_CLASS(16)
+EMIT_CLASS(17)
+
+/* Emits the pending event with `want` bytes in the smallest class that
+ * holds them. */
+static __always_inline int emit(__u32 slot, __u32 want, bool one_buffer)
 {
-	const struct buffer_view *b = &s->pending.buffer;
+	__u32 bits = 6;
 
-	if (!want)
-		return 0;
-	if (b->kind == BUFFER_NONE) {
-		s->event.flags |= SOCKDUMP_F_UNREADABLE;
-		return 0;
+	/* the smallest 2^bits >= want (clang 14 cannot lower ctlz for BPF) */
+	while (bits < 16 && (1u << bits) < want)
+		bits++;
+	if (!one_buffer)
+		bits++;
+	switch (bits) {
+	case 6: return emit_6(slot, want);
+	case 7: return emit_7(slot, want);
+	case 8: return emit_8(slot, want);
+	case 9: return emit_9(slot, want);
+	case 10: return emit_10(slot, want);
+	case 11: return emit_11(slot, want);
+	case 12: return emit_12(slot, want);
+	case 13: return emit_13(slot, want);
+	case 14: return emit_14(slot, want);
+	case 15: return emit_15(slot, want);
+	case 16: return emit_16(slot, want);
+	default: return emit_17(slot, want);
 	}
-	if (b->kind == BUFFER_USER) {
-		if (bpf_probe_read_user(s->data, DATA_LEN(want), (const void *)(b->base + b->offset))) {
-			s->event.flags |= SOCKDUMP_F_UNREADABLE;
-			return 0;
-		}
-		return DATA_LEN(want);
-	}
-
-	s->copy.want = want;
-	s->copy.done = 0;
-	s->copy.skip = b->offset;
-	/* one pass more than segments: at --segs-per-msg SOCKDUMP_SEGS_MAX the
-	 * last pass only finds the message truncated */
-	for (__u32 i = 0; i <= SOCKDUMP_SEGS_MAX; i++)
-		if (!copy_segment(slot, i))
-			break;
-	return s->copy.done > SOCKDUMP_DATA_MAX ? SOCKDUMP_DATA_MAX : s->copy.done;
 }
 
 /*
@@ -513,7 +671,7 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	const struct sock *sk;
 	struct unix_view own, peer;
 	struct sockdump_event *ev;
-	__u64 pid_tgid, wake, waiting, size;
+	__u64 pid_tgid;
 	__u32 want;
 
 	if (sent < 0 || !s)
@@ -524,7 +682,7 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 		return 0;
 	ev = &s->event;
 	sk = (const struct sock *)f->sk;
-	read_unix((const struct unix_sock *)sk, &own);
+	read_own(sk, &s->facts, &own);
 
 	ev->flags = 0;
 	ev->path_len = read_bound_name(own.addr, ev->path);
@@ -536,9 +694,9 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	} else if (own.peer) {
 		const struct sock *peer_sk = &own.peer->sk;
 
-		read_unix(own.peer, &peer);
+		read_peer(&own, &s->facts, &peer);
 		ev->peer_path_len = read_bound_name(peer.addr, ev->peer_path);
-		ev->peer_ino = socket_ino(BPF_CORE_READ(peer_sk, sk_socket));
+		ev->peer_ino = s->facts.known ? s->facts.peer_ino : socket_ino(BPF_CORE_READ(peer_sk, sk_socket));
 	} else {
 		ev->peer_ino = 0;
 	}
@@ -551,8 +709,13 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	ev->timestamp_ns = bpf_ktime_get_ns();
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
-	ev->peer_pid = pid_nr(BPF_CORE_READ(sk, sk_peer_pid));
-	ev->sock_ino = socket_ino((const struct socket *)f->sock);
+	if (s->facts.known) {
+		ev->peer_pid = s->facts.peer_pid;
+		ev->sock_ino = s->facts.sock_ino;
+	} else {
+		ev->peer_pid = pid_nr(BPF_CORE_READ(sk, sk_peer_pid));
+		ev->sock_ino = socket_ino((const struct socket *)f->sock);
+	}
 	ev->sock_type = f->type;
 	ev->len = sent;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
@@ -562,19 +725,14 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 		want = settings.seg_size;
 		ev->flags |= SOCKDUMP_F_TRUNC_SIZE;
 	}
-	ev->captured = copy_sent_bytes(s, slot, want);
-
-	size = sizeof(*ev) + (ev->captured & (2 * SOCKDUMP_DATA_MAX - 1));
-	/* Wake the reader once, with the record that fills the ring past
-	 * wakeup_bytes: a wakeup is an inter-processor interrupt, and a reader
-	 * still busy with the batch needs none. */
-	waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	wake = waiting < settings.wakeup_bytes && waiting + size >= settings.wakeup_bytes
-		       ? BPF_RB_FORCE_WAKEUP
-		       : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, ev, size, wake))
-		count(SOCKDUMP_LOST_RINGBUF, 1);
-	return 0;
+	if (want && f->buffer.kind == BUFFER_NONE) {
+		ev->flags |= SOCKDUMP_F_UNREADABLE;
+		want = 0;
+	}
+	s->copy.want = want;
+	s->copy.done = 0;
+	s->copy.skip = f->buffer.offset;
+	return emit(slot, want, f->buffer.kind == BUFFER_USER || f->buffer.nr_segs == 1);
 }
 
 /* Everything the entry and exit of kernel sendmsg functions share

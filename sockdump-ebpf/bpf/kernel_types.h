@@ -140,6 +140,7 @@ struct unix_sock {
 
 struct socket {
 	short type;
+	struct file *file;
 	struct sock *sk;
 };
 

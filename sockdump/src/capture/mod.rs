@@ -415,12 +415,17 @@ fn no_hook_error(choice: HookChoice, failures: &[HookFailure]) -> anyhow::Error 
     }
 }
 
-/// The ring buffer size for `segs` messages of `seg_size` bytes plus headers,
-/// rounded up to a power of two as the kernel requires.
+/// The ring buffer size for `segs` messages of `seg_size` bytes, rounded up
+/// to a power of two as the kernel requires. The kernel reserves each
+/// record in a size class: the message's bytes rounded up to a power of two
+/// (twice that for a message of several segments) behind the header.
 pub fn ring_bytes(seg_size: u32, segs: u32) -> Result<u32> {
     const MIN: u64 = 64 * 1024;
     const MAX: u64 = 1 << 30;
-    let want = (u64::from(seg_size) + abi::event::SIZE as u64 + 8) * u64::from(segs);
+    let record = |data: u64| data + abi::event::SIZE as u64 + 8;
+    let class = u64::from(seg_size).next_power_of_two();
+    // a few of the largest records fit whatever --segs-in-buffer says
+    let want = (record(class) * u64::from(segs)).max(4 * record(2 * class));
     let bytes = want.max(MIN).next_power_of_two();
     if bytes > MAX {
         anyhow::bail!(
@@ -440,6 +445,8 @@ mod tests {
     fn ring_is_a_power_of_two_holding_the_messages() {
         assert_eq!(ring_bytes(51200, 100).unwrap(), 8 << 20);
         assert_eq!(ring_bytes(1, 1).unwrap(), 64 * 1024);
+        // one vectored message of 64 KiB takes a 128 KiB record
+        assert_eq!(ring_bytes(65536, 1).unwrap(), 1 << 20);
         assert!(ring_bytes(65536, 100_000).is_err());
     }
 
