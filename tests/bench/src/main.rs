@@ -2,7 +2,7 @@
 //! the same run (these machines are noisy: only ratios are reported).
 //!
 //! `sockdump-bench [--sockdump PATH] [--quick] [--hook H[,H...]] [--sizes
-//! N[,N...]] [--markdown FILE]` prints tables, with a row per hook family
+//! N[,N...]] [--seconds S] [--markdown FILE]` prints tables, with a row per hook family
 //! given (default: `auto`) in the same alternating runs; `workload` is the
 //! measured traffic, started by the runner.
 //! `sockdump-bench writers [--messages N] [--rounds N] [--realistic-only]`
@@ -66,6 +66,7 @@ fn real_main() -> Result<()> {
         markdown: None,
         hooks: vec!["auto".into()],
         sizes: vec![64, 1024, 65536],
+        seconds: None,
     };
     let list = |value: Option<String>, what: &str| -> Result<Vec<String>> {
         let value = value.with_context(|| format!("{what} needs a value"))?;
@@ -77,6 +78,9 @@ fn real_main() -> Result<()> {
             "--sockdump" => options.sockdump = PathBuf::from(args.next().context("--sockdump PATH")?),
             "--quick" => options.quick = true,
             "--markdown" => options.markdown = Some(PathBuf::from(args.next().context("--markdown FILE")?)),
+            "--seconds" => {
+                options.seconds = Some(args.next().context("--seconds S")?.parse().context("--seconds S")?)
+            }
             "--hook" => options.hooks = list(args.next(), "--hook")?,
             "--sizes" => {
                 options.sizes = list(args.next(), "--sizes")?
@@ -85,7 +89,7 @@ fn real_main() -> Result<()> {
                     .collect::<Result<_>>()?
             }
             other => bail!(
-                "unknown argument {other}; usage: sockdump-bench [--sockdump PATH] [--quick] [--hook H[,H...]] [--sizes N[,N...]] [--markdown FILE]"
+                "unknown argument {other}; usage: sockdump-bench [--sockdump PATH] [--quick] [--hook H[,H...]] [--sizes N[,N...]] [--seconds S] [--markdown FILE]"
             ),
         }
     }

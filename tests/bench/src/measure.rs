@@ -20,6 +20,8 @@ pub struct Options {
     pub hooks: Vec<String>,
     /// message sizes of the throughput runs
     pub sizes: Vec<usize>,
+    /// how long the baseline of each run lasts, if not as `quick` says
+    pub seconds: Option<f64>,
 }
 
 /// How sockdump (or strace) watches the workload.
@@ -395,6 +397,7 @@ fn resolve_hooks(opts: &Options, report: &mut Report) -> Result<Vec<Hook>> {
 
 fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     let (seconds, reps) = if opts.quick { (0.1, 1) } else { (1.0, 5) };
+    let seconds = opts.seconds.unwrap_or(seconds);
     let mut report = Report { text: String::new() };
     // BPF run-time statistics while this runs (BPF_ENABLE_STATS: off again when dropped)
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("cannot enable BPF statistics")?;
