@@ -1,23 +1,32 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Empty raw syscall tracepoint programs, for the benchmarks only (the
- * sockdump binary never links this object): what any capture through
- * syscall tracepoints costs on a kernel before it does any work.
+ * Empty programs, for the benchmarks only (the sockdump binary never links
+ * this object): what a family's attach points cost before any work. Each
+ * has the name and section of the family program it stands in for, so the
+ * family table in lib.rs attaches them as it is (floor::of).
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(floor_enter)
-{
-	return 0;
-}
+#define EMPTY(section, name)                                                                       \
+	SEC(section)                                                                               \
+	int name(void *ctx)                                                                        \
+	{                                                                                          \
+		return 0;                                                                          \
+	}
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(floor_exit)
-{
-	return 0;
-}
+EMPTY("fexit/unix_stream_sendmsg", fexit_unix_stream_sendmsg)
+EMPTY("fexit/unix_dgram_sendmsg", fexit_unix_dgram_sendmsg)
+EMPTY("fentry/unix_stream_sendmsg", fentry_unix_stream_sendmsg)
+EMPTY("fentry/unix_dgram_sendmsg", fentry_unix_dgram_sendmsg)
+
+EMPTY("tp_btf/sock_send_length", sock_send_length)
+
+/* attached to both sendmsg functions, like the kprobe family's */
+EMPTY("kretprobe", kretprobe_unix_sendmsg)
+EMPTY("kprobe", kprobe_unix_sendmsg)
+
+EMPTY("tp_btf/sys_exit", tp_sys_exit)
+EMPTY("tp_btf/sys_enter", tp_sys_enter)

@@ -157,19 +157,21 @@ pub fn probe_object() -> &'static [u8] {
     object!("probe.bpf.o")
 }
 
-/// Empty programs on the raw syscall tracepoints that the benchmarks attach
-/// to measure the floor cost of that family; not used by sockdump itself.
+/// Empty programs where each family attaches, that the benchmarks attach to
+/// measure what a family's attach points cost alone; not used by sockdump.
 pub mod floor {
-    use super::{Attach, Program};
+    use super::Family;
 
+    /// One object with an empty stand-in for every family's programs, under
+    /// the same names.
     pub fn object() -> &'static [u8] {
         object!("floor.bpf.o")
     }
 
-    pub const PROGRAMS: &[Program] = &[
-        Program { name: "floor_enter", attach: Attach::TpBtf("sys_enter") },
-        Program { name: "floor_exit", attach: Attach::TpBtf("sys_exit") },
-    ];
+    /// `family` with its programs empty: attached like the family itself.
+    pub fn of(family: &Family) -> Family {
+        Family { object, ..*family }
+    }
 }
 
 /// Names of the maps every family's object has.

@@ -334,6 +334,29 @@ fn recursion_misses(program: BorrowedFd) -> std::io::Result<u64> {
     Ok(info[field].try_into().map(u64::from_ne_bytes).unwrap_or(0))
 }
 
+/// A family's programs attached with no capture around them (the
+/// benchmarks' floor, `sockdump_ebpf::floor`): dropping it detaches them.
+pub struct Attached {
+    _kretprobes: Vec<Kretprobe>,
+    ebpf: Ebpf,
+}
+
+impl Attached {
+    /// Loads `family`'s object and attaches its programs as sockdump would.
+    pub fn new(family: &Family) -> Result<Attached> {
+        let btf = Btf::from_sys_fs()
+            .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(family.object())?;
+        let kretprobes = attach::attach(&mut ebpf, family, &btf, false).map_err(|reason| anyhow!(reason))?;
+        Ok(Attached { _kretprobes: kretprobes, ebpf })
+    }
+
+    /// The kernel's ids of the attached programs.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.ebpf.programs().filter_map(|(_, p)| p.info().ok()).map(|info| info.id()).collect()
+    }
+}
+
 /// Loads and attaches per `choice`; `skipped` hears about every hook
 /// family that was tried and refused before the one that worked.
 fn load_and_attach(

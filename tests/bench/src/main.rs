@@ -1,8 +1,10 @@
 //! `sockdump-bench`: what capturing costs, measured against a baseline in
 //! the same run (these machines are noisy: only ratios are reported).
 //!
-//! `sockdump-bench [--sockdump PATH] [--quick] [--markdown FILE]` prints a
-//! table; `workload` is the measured traffic, started by the runner.
+//! `sockdump-bench [--sockdump PATH] [--quick] [--hook H[,H...]] [--sizes
+//! N[,N...]] [--seconds S] [--markdown FILE]` prints tables, with a row per hook family
+//! given (default: `auto`) in the same alternating runs; `workload` is the
+//! measured traffic, started by the runner.
 //! `sockdump-bench writers [--messages N] [--rounds N] [--realistic-only]`
 //! measures the pcapng sink with realistic events and compares the capture
 //! file writers (no root, no capture).
@@ -62,6 +64,13 @@ fn real_main() -> Result<()> {
         sockdump: std::env::current_exe()?.with_file_name("sockdump"),
         quick: false,
         markdown: None,
+        hooks: vec!["auto".into()],
+        sizes: vec![64, 1024, 65536],
+        seconds: None,
+    };
+    let list = |value: Option<String>, what: &str| -> Result<Vec<String>> {
+        let value = value.with_context(|| format!("{what} needs a value"))?;
+        Ok(value.split(',').map(String::from).collect())
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -69,7 +78,19 @@ fn real_main() -> Result<()> {
             "--sockdump" => options.sockdump = PathBuf::from(args.next().context("--sockdump PATH")?),
             "--quick" => options.quick = true,
             "--markdown" => options.markdown = Some(PathBuf::from(args.next().context("--markdown FILE")?)),
-            other => bail!("unknown argument {other}; usage: sockdump-bench [--sockdump PATH] [--quick] [--markdown FILE]"),
+            "--seconds" => {
+                options.seconds = Some(args.next().context("--seconds S")?.parse().context("--seconds S")?)
+            }
+            "--hook" => options.hooks = list(args.next(), "--hook")?,
+            "--sizes" => {
+                options.sizes = list(args.next(), "--sizes")?
+                    .iter()
+                    .map(|n| n.parse().with_context(|| format!("--sizes: {n} is not a size")))
+                    .collect::<Result<_>>()?
+            }
+            other => bail!(
+                "unknown argument {other}; usage: sockdump-bench [--sockdump PATH] [--quick] [--hook H[,H...]] [--sizes N[,N...]] [--seconds S] [--markdown FILE]"
+            ),
         }
     }
     measure::run_all(&options)

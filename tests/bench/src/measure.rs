@@ -5,22 +5,30 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use sockdump::capture::Attached;
+use sockdump_ebpf::Family;
 
 pub struct Options {
     pub sockdump: PathBuf,
     pub quick: bool,
     pub markdown: Option<PathBuf>,
+    /// `--hook` values, each measured in the same alternating runs
+    pub hooks: Vec<String>,
+    /// message sizes of the throughput runs
+    pub sizes: Vec<usize>,
+    /// how long the baseline of each run lasts, if not as `quick` says
+    pub seconds: Option<f64>,
 }
 
 /// How sockdump (or strace) watches the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watcher {
     None,
-    /// empty programs on the raw syscall tracepoints: what any capture
+    /// empty programs where the hook family attaches: what any capture
     /// through them costs on this kernel before doing any work
     Floor,
     /// capture everything, hex text to /dev/null
@@ -37,12 +45,35 @@ impl Watcher {
     fn name(self) -> &'static str {
         match self {
             Watcher::None => "no capture (baseline)",
-            Watcher::Floor => "floor: empty programs on the raw syscall tracepoints",
+            Watcher::Floor => "floor: empty programs where the hook attaches",
             Watcher::Text => "sockdump, everything, text to /dev/null",
             Watcher::Pcapng => "sockdump, everything, pcapng to a file",
             Watcher::NoMatch => "sockdump, --sock filter matching nothing",
             Watcher::Strace => "strace -f -e trace=write,sendmsg -s 65535",
         }
+    }
+}
+
+/// One measured configuration: a watcher, through a hook family where it
+/// is sockdump's.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    watcher: Watcher,
+    family: Option<&'static Family>,
+}
+
+impl Config {
+    const BASELINE: Config = Config { watcher: Watcher::None, family: None };
+
+    fn hook(&self) -> &'static str {
+        self.family.map_or("-", |f| f.name)
+    }
+}
+
+impl PartialEq for Config {
+    fn eq(&self, other: &Config) -> bool {
+        // family names are unique
+        self.watcher == other.watcher && self.hook() == other.hook()
     }
 }
 
@@ -54,24 +85,43 @@ struct SockdumpStats {
     max_rss_kib: u64,
     /// after start-up
     cpu: Duration,
-    /// time its eBPF programs ran during the workload
-    bpf_ns: u64,
+}
+
+/// eBPF programs, by the kernel's ids.
+struct Programs(Vec<u32>);
+
+impl Programs {
+    /// Nanoseconds they ran so far (needs BPF run-time statistics on, see
+    /// `run_all`).
+    fn run_time(&self) -> u64 {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .filter(|p| self.0.contains(&p.id()))
+            .map(|p| p.run_time().as_nanos() as u64)
+            .sum()
+    }
 }
 
 struct Sockdump {
     child: Child,
+    /// the hook family it said it listens with
+    family: &'static Family,
     startup: Duration,
     /// CPU it had used when it started listening (loading, BTF)
     startup_cpu: Duration,
-    /// ids of this sockdump's eBPF programs
-    programs: Vec<u32>,
+    /// its programs: those loaded while it started (others loading at the
+    /// same time would count too)
+    programs: Programs,
     stderr: mpsc::Receiver<String>,
 }
 
-fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sockdump> {
+/// sockdump with `--hook hook` and `args`, once it listens; the error says
+/// what it printed when it gave up (e.g. a hook this kernel lacks).
+fn start_sockdump(opts: &Options, hook: &str, args: &[String], stdout: Stdio) -> Result<Sockdump> {
     let before = program_ids();
     let started = Instant::now();
     let mut child = Command::new(&opts.sockdump)
+        .args(["--hook", hook])
         .args(args)
         .stdout(stdout)
         .stderr(Stdio::piped())
@@ -84,15 +134,34 @@ fn start_sockdump(opts: &Options, args: &[String], stdout: Stdio) -> Result<Sock
             let _ = tx.send(line);
         }
     });
+    let mut said = Vec::new();
     loop {
-        let line =
-            stderr.recv_timeout(Duration::from_secs(30)).map_err(|_| anyhow!("sockdump did not start"))?;
-        if line.starts_with("listening") {
-            let startup = started.elapsed();
-            let startup_cpu = process_cpu(child.id())?;
-            let programs = program_ids().into_iter().filter(|id| !before.contains(id)).collect();
-            return Ok(Sockdump { child, startup, startup_cpu, programs, stderr });
+        // under TCG a start takes up to ~7 s
+        let line = match stderr.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("sockdump did not start within 30 s");
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = child.wait();
+                bail!("{}", said.join(" "));
+            }
+        };
+        if !line.starts_with("listening") {
+            said.push(line);
+            continue;
         }
+        let startup = started.elapsed();
+        let startup_cpu = process_cpu(child.id())?;
+        let programs = Programs(program_ids().into_iter().filter(|id| !before.contains(id)).collect());
+        // "listening on unix sockets, hook NAME (description), ..."
+        let name =
+            line.split_once(", hook ").and_then(|(_, rest)| rest.split_once(" (")).map(|(name, _)| name);
+        let family =
+            name.and_then(sockdump_ebpf::family).with_context(|| format!("no hook family in {line:?}"))?;
+        return Ok(Sockdump { child, family, startup, startup_cpu, programs, stderr });
     }
 }
 
@@ -183,9 +252,10 @@ fn finish_workload(mut run: WorkloadRun) -> Result<f64> {
     Ok(count / seconds)
 }
 
-/// sockdump started as `watcher` says, if it is one of sockdump's.
-fn start_watcher(opts: &Options, watcher: Watcher, scratch: &Path) -> Result<Option<Sockdump>> {
-    let args: Vec<String> = match watcher {
+/// sockdump started as `config` says, if it is one of sockdump's.
+fn start_watcher(opts: &Options, config: Config, scratch: &Path) -> Result<Option<Sockdump>> {
+    let Some(family) = config.family else { return Ok(None) };
+    let args: Vec<String> = match config.watcher {
         Watcher::None | Watcher::Floor | Watcher::Strace => return Ok(None),
         Watcher::Text => vec!["--format".into(), "hex".into()],
         Watcher::Pcapng => vec![
@@ -196,58 +266,53 @@ fn start_watcher(opts: &Options, watcher: Watcher, scratch: &Path) -> Result<Opt
         ],
         Watcher::NoMatch => vec!["--sock".into(), "/nonexistent/sockdump-bench".into()],
     };
-    start_sockdump(opts, &args, Stdio::null()).map(Some)
+    start_sockdump(opts, family.name, &args, Stdio::null()).map(Some)
 }
 
-/// One workload run under `watcher`; sockdump's figures when it ran.
-fn measure(
-    opts: &Options,
-    watcher: Watcher,
-    size: usize,
-    count: u64,
-    scratch: &Path,
-) -> Result<(f64, Option<SockdumpStats>)> {
+/// One workload run.
+struct Measured {
+    /// messages per second
+    rate: f64,
+    /// nanoseconds sockdump's or the floor's eBPF programs ran during it
+    bpf_ns: Option<u64>,
+    sockdump: Option<SockdumpStats>,
+}
+
+/// One workload run under `config`.
+fn measure(opts: &Options, config: Config, size: usize, count: u64, scratch: &Path) -> Result<Measured> {
     let strace = ["strace", "-f", "-qq", "-e", "trace=write,sendmsg", "-s", "65535", "-o", "/dev/null"];
-    let workload = spawn_workload(size, count, None, if watcher == Watcher::Strace { &strace } else { &[] })?;
-    let capture = start_watcher(opts, watcher, scratch)?;
-    let floor = if watcher == Watcher::Floor { Some(attach_floor()?) } else { None };
-    let before = bpf_time(&capture);
+    let wrapper: &[&str] = if config.watcher == Watcher::Strace { &strace } else { &[] };
+    let workload = spawn_workload(size, count, None, wrapper)?;
+    let capture = start_watcher(opts, config, scratch)?;
+    let floor = match (config.watcher, config.family) {
+        (Watcher::Floor, Some(family)) => Some(Floor::attach(family)?),
+        _ => None,
+    };
+    let programs = capture.as_ref().map(|c| &c.programs).or(floor.as_ref().map(|f| &f.programs));
+    let before = programs.map(Programs::run_time);
     let rate = finish_workload(workload)?;
-    let spent = bpf_time(&capture).saturating_sub(before);
+    let bpf_ns = programs.zip(before).map(|(p, before)| p.run_time().saturating_sub(before));
     drop(floor);
-    let stats = capture.map(stop_sockdump).transpose()?;
-    Ok((rate, stats.map(|s| SockdumpStats { bpf_ns: spent, ..s })))
+    let sockdump = capture.map(stop_sockdump).transpose()?;
+    Ok(Measured { rate, bpf_ns, sockdump })
 }
 
-/// Attaches the empty floor programs; they stay while the result lives.
-fn attach_floor() -> Result<aya::Ebpf> {
-    let btf = aya::Btf::from_sys_fs()?;
-    let mut ebpf = aya::EbpfLoader::new().btf(Some(&btf)).load(sockdump_ebpf::floor::object())?;
-    for floor in sockdump_ebpf::floor::PROGRAMS {
-        let sockdump_ebpf::Attach::TpBtf(tracepoint) = floor.attach else {
-            bail!("{}: not a tp_btf program", floor.name)
-        };
-        let program: &mut aya::programs::BtfTracePoint =
-            ebpf.program_mut(floor.name).context("floor program")?.try_into()?;
-        program.load(tracepoint, &btf)?;
-        program.attach()?;
+/// The empty programs of a family's floor, attached while this lives.
+struct Floor {
+    programs: Programs,
+    _attached: Attached,
+}
+
+impl Floor {
+    fn attach(family: &Family) -> Result<Floor> {
+        let attached = Attached::new(&sockdump_ebpf::floor::of(family))
+            .with_context(|| format!("the {} floor", family.name))?;
+        Ok(Floor { programs: Programs(attached.program_ids()), _attached: attached })
     }
-    Ok(ebpf)
 }
 
 fn program_ids() -> Vec<u32> {
     aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
-}
-
-/// Nanoseconds the running sockdump's eBPF programs spent so far (needs
-/// BPF run-time statistics on, see `run_all`).
-fn bpf_time(capture: &Option<Sockdump>) -> u64 {
-    let Some(capture) = capture else { return 0 };
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| capture.programs.contains(&p.id()))
-        .map(|p| p.run_time().as_nanos() as u64)
-        .sum()
 }
 
 pub(crate) fn median(values: &mut [f64]) -> f64 {
@@ -258,7 +323,7 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
 /// Messages that take the baseline about `seconds`.
 fn calibrate(opts: &Options, size: usize, seconds: f64, scratch: &Path) -> Result<u64> {
     let probe = 20_000;
-    let (rate, _) = measure(opts, Watcher::None, size, probe, scratch)?;
+    let rate = measure(opts, Config::BASELINE, size, probe, scratch)?.rate;
     Ok(((rate * seconds) as u64).max(1000))
 }
 
@@ -288,63 +353,135 @@ pub fn run_all(opts: &Options) -> Result<()> {
     run_all_in(opts, scratch.path())
 }
 
+/// Whether `tool` runs here.
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// A hook family to measure.
+struct Hook {
+    family: &'static Family,
+    /// whether its floor attaches here
+    floor: bool,
+}
+
+/// The families `opts.hooks` name on this kernel (`auto` resolved), each
+/// once; a hook the kernel refuses is left out, saying why.
+fn resolve_hooks(opts: &Options, report: &mut Report) -> Result<Vec<Hook>> {
+    let mut hooks: Vec<Hook> = Vec::new();
+    for hook in &opts.hooks {
+        let run = match start_sockdump(opts, hook, &["--pid".into(), "1".into()], Stdio::null()) {
+            Ok(run) => run,
+            Err(err) => {
+                report.line(format!("- --hook {hook}: skipped: {err:#}"));
+                continue;
+            }
+        };
+        let family = run.family;
+        stop_sockdump(run)?;
+        report.line(format!("- --hook {hook}: {} ({})", family.name, family.description));
+        if hooks.iter().any(|h| h.family.name == family.name) {
+            continue;
+        }
+        let floor = Floor::attach(family).map(drop);
+        if let Err(err) = &floor {
+            report.line(format!("  - its floor: skipped: {err:#}"));
+        }
+        hooks.push(Hook { family, floor: floor.is_ok() });
+    }
+    if hooks.is_empty() {
+        bail!("no hook family to measure");
+    }
+    Ok(hooks)
+}
+
 fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     let (seconds, reps) = if opts.quick { (0.1, 1) } else { (1.0, 5) };
+    let seconds = opts.seconds.unwrap_or(seconds);
     let mut report = Report { text: String::new() };
-    let mut watchers = vec![Watcher::None, Watcher::Floor, Watcher::Text, Watcher::NoMatch, Watcher::Strace];
     // BPF run-time statistics while this runs (BPF_ENABLE_STATS: off again when dropped)
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("cannot enable BPF statistics")?;
+
+    report.line("## Hook families".into());
+    report.line(String::new());
+    let hooks = resolve_hooks(opts, &mut report)?;
+    // the first capturing configuration captures everything
+    let mut captures = vec![Watcher::Text, Watcher::NoMatch];
     if pcapng_supported(opts) {
-        watchers.insert(2, Watcher::Pcapng);
+        captures.insert(0, Watcher::Pcapng);
+    }
+    let mut configs = vec![Config::BASELINE];
+    for hook in &hooks {
+        let floor = hook.floor.then_some(Watcher::Floor);
+        configs.extend(
+            floor.iter().chain(&captures).map(|&watcher| Config { watcher, family: Some(hook.family) }),
+        );
+    }
+    if have("strace") {
+        configs.push(Config { watcher: Watcher::Strace, family: None });
+    } else {
+        report.line("- strace: skipped, not installed (apt-get install strace)".into());
     }
 
+    report.line(String::new());
     report.line("## Throughput (messages/s relative to no capture, median of alternating runs)".into());
     report.line(String::new());
-    report.line("| message size | configuration | throughput ratio | baseline msgs/s |".into());
-    report.line("| --- | --- | --- | --- |".into());
-    // sockdump's own figures at 1 KiB, per output format
-    let mut at_1k: Vec<(Watcher, SockdumpStats, u64)> = Vec::new();
-    let mut bpf_per_message: Vec<(usize, Watcher, f64)> = Vec::new();
-    for size in [64usize, 1024, 65536] {
+    report.line("| message size | hook | configuration | throughput ratio | baseline msgs/s |".into());
+    report.line("| --- | --- | --- | --- | --- |".into());
+    // sockdump's own figures at 1 KiB, per configuration
+    let mut at_1k: Vec<(Config, SockdumpStats, u64)> = Vec::new();
+    let mut bpf_per_message: Vec<(usize, Config, f64)> = Vec::new();
+    for &size in &opts.sizes {
         let count = calibrate(opts, size, seconds, scratch)?;
-        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); watchers.len()];
-        let mut bpf: Vec<Vec<f64>> = vec![Vec::new(); watchers.len()];
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+        let mut bpf: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
         for _ in 0..reps {
-            for (i, &watcher) in watchers.iter().enumerate() {
-                let (rate, stats) = measure(opts, watcher, size, count, scratch)?;
-                rates[i].push(rate);
-                if let Some(stats) = stats {
-                    bpf[i].push(stats.bpf_ns as f64 / count as f64);
+            for (i, &config) in configs.iter().enumerate() {
+                let run = measure(opts, config, size, count, scratch)?;
+                rates[i].push(run.rate);
+                if let Some(ns) = run.bpf_ns {
+                    bpf[i].push(ns as f64 / count as f64);
                 }
-                if let (1024, Watcher::Text | Watcher::Pcapng, Some(stats)) = (size, watcher, stats) {
-                    at_1k.retain(|(w, _, _)| *w != watcher);
-                    at_1k.push((watcher, stats, count));
+                if let (1024, Watcher::Text | Watcher::Pcapng, Some(stats)) =
+                    (size, config.watcher, run.sockdump)
+                {
+                    at_1k.retain(|(c, _, _)| *c != config);
+                    at_1k.push((config, stats, count));
                 }
             }
         }
-        for (i, &watcher) in watchers.iter().enumerate() {
+        for (i, &config) in configs.iter().enumerate() {
             if !bpf[i].is_empty() {
-                bpf_per_message.push((size, watcher, median(&mut bpf[i])));
+                bpf_per_message.push((size, config, median(&mut bpf[i])));
             }
         }
         let baseline = median(&mut rates[0]);
-        for (i, &watcher) in watchers.iter().enumerate().skip(1) {
+        for (i, config) in configs.iter().enumerate().skip(1) {
             let ratio = median(&mut rates[i]) / baseline;
-            report.line(format!("| {size} B | {} | {:.1}% | {baseline:.0} |", watcher.name(), ratio * 100.0));
+            report.line(format!(
+                "| {size} B | {} | {} | {:.1}% | {baseline:.0} |",
+                config.hook(),
+                config.watcher.name(),
+                ratio * 100.0
+            ));
         }
     }
 
     report.line(String::new());
-    report.line("## Time in sockdump's eBPF programs per message sent (BPF run-time statistics)".into());
+    report.line("## Time in the eBPF programs per message sent (BPF run-time statistics)".into());
     report.line(String::new());
-    report.line("| message size | configuration | ns per message |".into());
-    report.line("| --- | --- | --- |".into());
-    for (size, watcher, ns) in &bpf_per_message {
-        report.line(format!("| {size} B | {} | {ns:.0} |", watcher.name()));
+    report.line("| message size | hook | configuration | ns per message |".into());
+    report.line("| --- | --- | --- | --- |".into());
+    for (size, config, ns) in &bpf_per_message {
+        report.line(format!("| {size} B | {} | {} | {ns:.0} |", config.hook(), config.watcher.name()));
     }
+    bpf_targets(&hooks, captures[0], &bpf_per_message, &mut report);
 
+    // the rest with the first hook family: they do not compare families
+    let first = hooks[0].family;
     report.line(String::new());
-    report.line("## Loss at 1 KiB with default settings (`--pid` of the sender)".into());
+    report
+        .line(format!("## Loss at 1 KiB with default settings (`--pid` of the sender), hook {}", first.name));
     report.line(String::new());
     report.line("| send rate | sent | captured | lost | captured + lost = sent |".into());
     report.line("| --- | --- | --- | --- | --- |".into());
@@ -352,7 +489,8 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     for rate in [Some(50_000u64), Some(100_000), Some(200_000), None] {
         let count = rate.map_or(full, |r| (r as f64 * seconds * 2.0) as u64);
         let workload = spawn_workload(1024, count, rate, &[])?;
-        let capture = start_sockdump(opts, &["--pid".into(), workload.pid.to_string()], Stdio::null())?;
+        let capture =
+            start_sockdump(opts, first.name, &["--pid".into(), workload.pid.to_string()], Stdio::null())?;
         let achieved = finish_workload(workload)?;
         let stats = stop_sockdump(capture)?;
         let label = rate
@@ -364,27 +502,31 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     report.line(String::new());
     report.line("## Start-up, memory and CPU".into());
     report.line(String::new());
-    let mut startups: Vec<f64> = Vec::new();
-    for _ in 0..reps.max(3) {
-        let run = start_sockdump(opts, &["--pid".into(), "1".into()], Stdio::null())?;
-        startups.push(run.startup.as_secs_f64() * 1000.0);
-        stop_sockdump(run)?;
-    }
-    report.line(format!(
-        "- start-up (launch to `listening`), median of {}: {:.0} ms",
-        startups.len(),
-        median(&mut startups)
-    ));
-    for (watcher, stats, sent) in &at_1k {
+    for hook in &hooks {
+        let mut startups: Vec<f64> = Vec::new();
+        for _ in 0..reps.max(3) {
+            let run = start_sockdump(opts, hook.family.name, &["--pid".into(), "1".into()], Stdio::null())?;
+            startups.push(run.startup.as_secs_f64() * 1000.0);
+            stop_sockdump(run)?;
+        }
         report.line(format!(
-            "- {}: peak RSS {:.1} MiB; sockdump CPU time (after start-up) per million messages {:.2} s ({} captured of {sent} sent)",
-            watcher.name(),
+            "- start-up (launch to `listening`), hook {}, median of {}: {:.0} ms",
+            hook.family.name,
+            startups.len(),
+            median(&mut startups)
+        ));
+    }
+    for (config, stats, sent) in &at_1k {
+        report.line(format!(
+            "- hook {}, {}: peak RSS {:.1} MiB; sockdump CPU time (after start-up) per million messages {:.2} s ({} captured of {sent} sent)",
+            config.hook(),
+            config.watcher.name(),
             stats.max_rss_kib as f64 / 1024.0,
             stats.cpu.as_secs_f64() / stats.captured.max(1) as f64 * 1e6,
             stats.captured
         ));
     }
-    redis(opts, reps, scratch, &mut report)?;
+    redis(opts, first, reps, scratch, &mut report)?;
 
     if let Some(path) = &opts.markdown {
         std::fs::write(path, &report.text)?;
@@ -392,11 +534,49 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The BPF time of a rejected and of a captured 1 KiB message per family,
+/// beside its floor's and the targets.
+fn bpf_targets(hooks: &[Hook], everything: Watcher, measured: &[(usize, Config, f64)], report: &mut Report) {
+    let at_1k = |watcher: Watcher, family: &'static Family| {
+        let config = Config { watcher, family: Some(family) };
+        measured
+            .iter()
+            .find(|(size, c, _)| *size == 1024 && *c == config)
+            .map_or("-".to_string(), |(_, _, ns)| format!("{ns:.0}"))
+    };
+    report.line(String::new());
+    report.line(
+        "## eBPF ns per 1 KiB message against the targets (rejected: at most 150, captured: at most 500)"
+            .into(),
+    );
+    report.line(String::new());
+    report.line(format!(
+        "| hook | floor (empty programs) | rejected send (--sock matching nothing) | captured ({}) |",
+        everything.name()
+    ));
+    report.line("| --- | --- | --- | --- |".into());
+    for hook in hooks {
+        let family = hook.family;
+        report.line(format!(
+            "| {} | {} | {} | {} |",
+            family.name,
+            at_1k(Watcher::Floor, family),
+            at_1k(Watcher::NoMatch, family),
+            at_1k(everything, family)
+        ));
+    }
+}
+
 /// redis-benchmark against one redis-server over TCP loopback and over a
 /// unix socket: tcpdump on `lo` (the peer users compare with) as a ratio to
 /// the TCP baseline, sockdump as a ratio to the unix one, alternating.
-fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Result<()> {
-    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+fn redis(
+    opts: &Options,
+    family: &'static Family,
+    reps: usize,
+    scratch: &Path,
+    report: &mut Report,
+) -> Result<()> {
     let missing: Vec<&str> =
         [("redis-server", "redis-server"), ("redis-benchmark", "redis-tools"), ("tcpdump", "tcpdump")]
             .into_iter()
@@ -411,7 +591,10 @@ fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Re
         return Ok(());
     }
     report.line(String::new());
-    report.line("## redis-benchmark (SET+GET, 20 clients) under capture, each as a ratio to its own no-capture baseline".into());
+    report.line(format!(
+        "## redis-benchmark (SET+GET, 20 clients) under capture, each as a ratio to its own no-capture baseline, hook {}",
+        family.name
+    ));
     report.line(String::new());
     report.line("| transport | capture | requests/s ratio | baseline requests/s |".into());
     report.line("| --- | --- | --- | --- |".into());
@@ -426,7 +609,7 @@ fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Re
     while !socket.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let result = redis_runs(opts, reps, scratch, &socket, &port);
+    let result = redis_runs(opts, family, reps, scratch, &socket, &port);
     let _ = server.kill();
     let _ = server.wait();
     let rows = result?;
@@ -440,6 +623,7 @@ fn redis(opts: &Options, reps: usize, scratch: &Path, report: &mut Report) -> Re
 /// its baseline, baseline requests/s) per capture.
 fn redis_runs(
     opts: &Options,
+    family: &'static Family,
     reps: usize,
     scratch: &Path,
     socket: &Path,
@@ -465,7 +649,8 @@ fn redis_runs(
         }
         Ok(total)
     };
-    let watchers = [Watcher::Pcapng, Watcher::NoMatch];
+    let watchers =
+        [Watcher::Pcapng, Watcher::NoMatch].map(|watcher| Config { watcher, family: Some(family) });
     let (mut tcp_base, mut tcpdump, mut unix_base) = (Vec::new(), Vec::new(), Vec::new());
     let mut captured = vec![Vec::new(); watchers.len()];
     for _ in 0..reps {
@@ -474,8 +659,8 @@ fn redis_runs(
         tcpdump.push(bench(true)?);
         stop_tcpdump(peer)?;
         unix_base.push(bench(false)?);
-        for (i, &watcher) in watchers.iter().enumerate() {
-            let capture = start_watcher(opts, watcher, scratch)?;
+        for (i, &config) in watchers.iter().enumerate() {
+            let capture = start_watcher(opts, config, scratch)?;
             captured[i].push(bench(false)?);
             capture.map(stop_sockdump).transpose()?;
         }
@@ -483,8 +668,8 @@ fn redis_runs(
     let (tcp_base, unix_base) = (median(&mut tcp_base), median(&mut unix_base));
     let mut rows =
         vec![("TCP loopback | tcpdump -w FILE -i lo".to_owned(), median(&mut tcpdump) / tcp_base, tcp_base)];
-    for (watcher, rates) in watchers.iter().zip(&mut captured) {
-        rows.push((format!("unix socket | {}", watcher.name()), median(rates) / unix_base, unix_base));
+    for (config, rates) in watchers.iter().zip(&mut captured) {
+        rows.push((format!("unix socket | {}", config.watcher.name()), median(rates) / unix_base, unix_base));
     }
     Ok(rows)
 }
