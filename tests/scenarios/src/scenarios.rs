@@ -87,6 +87,7 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("blocked-senders", blocked_senders),
     basic("forked-child", forked_child),
     basic("sendmmsg", |p| send_mmsg(p, 3)),
+    basic("io-uring-send", io_uring_send),
     Scenario {
         name: "seg-size",
         options: |_| vec!["--seg-size".into(), "1000".into(), "--segs-per-msg".into(), "3".into()],
@@ -571,6 +572,58 @@ fn send_mmsg(p: &mut Peer, count: usize) -> Result<()> {
     for _ in 0..count {
         b.recv(&mut buf)?;
     }
+    Ok(())
+}
+
+/// A ring for the io-uring scenario, or why io_uring cannot be used here.
+fn io_uring() -> Result<io_uring::IoUring> {
+    io_uring::IoUring::new(4).with_context(|| {
+        let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            .map_or("absent".into(), |s| s.trim().to_string());
+        format!("io_uring is not usable on this kernel (kernel.io_uring_disabled: {disabled})")
+    })
+}
+
+/// Submits one entry and waits for it: the number of bytes sent.
+fn io_uring_submit(ring: &mut io_uring::IoUring, entry: io_uring::squeue::Entry) -> Result<usize> {
+    // SAFETY: the buffers the entry points to outlive the wait for its completion below.
+    unsafe { ring.submission().push(&entry) }.context("the submission queue is full")?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring.completion().next().context("no completion")?;
+    let sent = cqe.result();
+    ensure!(sent >= 0, "io_uring send failed: {}", std::io::Error::from_raw_os_error(-sent));
+    Ok(sent as usize)
+}
+
+/// io_uring SEND and SENDMSG on a stream socket: no syscall of the send
+/// kind, the bytes named by the submission. fentry and kprobe hook the
+/// protocol's sendmsg and read them; the socket family sees the send but not
+/// where its bytes were; the syscall tracepoints never see it.
+fn io_uring_send(p: &mut Peer) -> Result<()> {
+    use io_uring::{opcode, types::Fd};
+
+    let (a, b) = UnixStream::pair()?;
+    let name = inode_name(&a)?;
+    let shown = match p.family() {
+        Family::Fentry | Family::Kprobe => Shown::Bytes,
+        Family::Socket => Shown::Length,
+        Family::Tracepoint => Shown::Nothing,
+    };
+    let mut ring = io_uring()?;
+    let send = b"io-uring-send: IORING_OP_SEND";
+    let entry = opcode::Send::new(Fd(a.as_raw_fd()), send.as_ptr(), send.len() as u32).build();
+    let sent = io_uring_submit(&mut ring, entry)?;
+    p.expect_shown(shown.clone(), send, sent, &name, peer_pid(&a))?;
+
+    let sendmsg = b"io-uring-send: IORING_OP_SENDMSG, a longer one";
+    let mut iov = libc::iovec { iov_base: sendmsg.as_ptr() as *mut libc::c_void, iov_len: sendmsg.len() };
+    // SAFETY: an all-zero msghdr is valid; the iovec set points into a live buffer.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    let sent = io_uring_submit(&mut ring, opcode::SendMsg::new(Fd(a.as_raw_fd()), &header).build())?;
+    p.expect_shown(shown, sendmsg, sent, &name, peer_pid(&a))?;
+    read_exact_from(&b, send.len() + sendmsg.len())?;
     Ok(())
 }
 
