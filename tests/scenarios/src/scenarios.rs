@@ -88,6 +88,8 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("forked-child", forked_child),
     basic("sendmmsg", |p| send_mmsg(p, 3)),
     basic("io-uring-send", io_uring_send),
+    basic("sendfile", send_file),
+    basic("splice", splice),
     Scenario {
         name: "seg-size",
         options: |_| vec!["--seg-size".into(), "1000".into(), "--segs-per-msg".into(), "3".into()],
@@ -624,6 +626,69 @@ fn io_uring_send(p: &mut Peer) -> Result<()> {
     let sent = io_uring_submit(&mut ring, opcode::SendMsg::new(Fd(a.as_raw_fd()), &header).build())?;
     p.expect_shown(shown, sendmsg, sent, &name, peer_pid(&a))?;
     read_exact_from(&b, send.len() + sendmsg.len())?;
+    Ok(())
+}
+
+/// What sockdump shows of a send from pages (sendfile, splice): the socket
+/// family a flagged length; fentry and kprobe the same from 6.5, where it
+/// goes through unix_stream_sendmsg with a page iterator, and nothing
+/// before, where it goes through unix_stream_sendpage, which they do not
+/// hook; the syscall tracepoints never see it.
+fn shown_from_pages(p: &Peer) -> Shown {
+    match p.family() {
+        Family::Socket => Shown::Length,
+        Family::Fentry | Family::Kprobe if p.kernel >= (6, 5) => Shown::Length,
+        Family::Fentry | Family::Kprobe | Family::Tracepoint => Shown::Nothing,
+    }
+}
+
+/// sendfile() from a regular file into a stream socket.
+fn send_file(p: &mut Peer) -> Result<()> {
+    let (a, b) = UnixStream::pair()?;
+    let mut file = tempfile::tempfile_in(&p.dir)?;
+    let msg = pattern(3000, 13);
+    file.write_all(&msg)?;
+    let mut offset: libc::off_t = 0;
+    // SAFETY: both descriptors are open; offset is a live off_t.
+    let sent = unsafe { libc::sendfile(a.as_raw_fd(), file.as_raw_fd(), &mut offset, msg.len()) };
+    ensure!(
+        sent == msg.len() as isize,
+        "sendfile sent {sent} of {} bytes: {}",
+        msg.len(),
+        std::io::Error::last_os_error()
+    );
+    let sent = msg.len();
+    p.expect_shown(shown_from_pages(p), &msg, sent, &inode_name(&a)?, peer_pid(&a))?;
+    read_exact_from(&b, msg.len())?;
+    Ok(())
+}
+
+/// splice() from a pipe into a stream socket.
+fn splice(p: &mut Peer) -> Result<()> {
+    let (a, b) = UnixStream::pair()?;
+    let (pipe_out, pipe_in) = nix::unistd::pipe()?;
+    let msg = pattern(1500, 17);
+    nix::unistd::write(&pipe_in, &msg)?;
+    // SAFETY: both descriptors are open; no offsets.
+    let sent = unsafe {
+        libc::splice(
+            pipe_out.as_raw_fd(),
+            std::ptr::null_mut(),
+            a.as_raw_fd(),
+            std::ptr::null_mut(),
+            msg.len(),
+            0,
+        )
+    };
+    ensure!(
+        sent == msg.len() as isize,
+        "splice sent {sent} of {} bytes: {}",
+        msg.len(),
+        std::io::Error::last_os_error()
+    );
+    let sent = msg.len();
+    p.expect_shown(shown_from_pages(p), &msg, sent, &inode_name(&a)?, peer_pid(&a))?;
+    read_exact_from(&b, msg.len())?;
     Ok(())
 }
 
