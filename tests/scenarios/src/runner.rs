@@ -519,11 +519,11 @@ mod tests {
     #[test]
     fn flagged_records_are_compared_like_the_others() {
         let scenario = crate::scenarios::find("socketpair").unwrap();
-        let flagged = Sent { data: Vec::new(), notes: vec![NOTE_UNREADABLE.into()], ..sent(Shown::Length) };
-        assert!(compare(scenario, &[flagged.clone()], &[printed(b"", 4, &[NOTE_UNREADABLE])]).is_ok());
-        assert!(compare(scenario, &[flagged.clone()], &[printed(b"", 3, &[NOTE_UNREADABLE])]).is_err());
-        assert!(compare(scenario, &[flagged.clone()], &[printed(b"", 4, &[])]).is_err());
-        assert!(compare(scenario, &[flagged], &[printed(b"data", 4, &[])]).is_err());
+        let flagged = [Sent { data: Vec::new(), notes: vec![NOTE_UNREADABLE.into()], ..sent(Shown::Length) }];
+        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[NOTE_UNREADABLE])]).is_ok());
+        assert!(compare(scenario, &flagged, &[printed(b"", 3, &[NOTE_UNREADABLE])]).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[])]).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"data", 4, &[])]).is_err());
         // no record: neither the bytes nor a flagged length on the socket
         for shown in [Shown::Nothing, Shown::Lost(LOST_MMSG.into())] {
             assert!(compare(scenario, &[sent(shown.clone())], &[]).is_ok());
