@@ -284,8 +284,20 @@ pub struct Child {
 }
 
 /// The peer process: prepare, report the pid, wait for GO, send, report
-/// what was sent.
+/// what was sent (`REPORT <json>`), or why it could not (`FAILED <why>`,
+/// which the runner shows as the scenario's failure).
 pub fn serve(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<()> {
+    let line = match send(scenario, dir) {
+        Ok(sent) => format!("REPORT {}", serde_json::to_string(&sent)?),
+        Err(err) => format!("FAILED {}", format!("{err:#}").replace('\n', " ")),
+    };
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+fn send(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<Vec<Sent>> {
     let mut peer =
         Peer { dir, limits: scenario.limits, kernel: running_kernel()?, sent: Vec::new(), family: None };
     if !scenario.prepares {
@@ -295,10 +307,7 @@ pub fn serve(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<()> 
     if peer.family.is_none() {
         bail!("scenario {} never signalled ready", scenario.name);
     }
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "REPORT {}", serde_json::to_string(&peer.sent)?)?;
-    stdout.flush()?;
-    Ok(())
+    Ok(peer.sent)
 }
 
 /// Wraps a raw fd returned by libc in an owned one.

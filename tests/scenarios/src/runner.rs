@@ -66,6 +66,9 @@ impl RunningPeer {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
         let status = self.process.wait()?;
+        if let Some(why) = line.strip_prefix("FAILED ") {
+            bail!("{}", why.trim_end());
+        }
         let json = line
             .strip_prefix("REPORT ")
             .with_context(|| format!("peer {} failed ({status})", self.scenario.name))?;
