@@ -56,11 +56,14 @@ fn parse_options(args: &[String]) -> Result<Options> {
 }
 
 fn run(options: &Options) -> Result<bool> {
-    let selected: Vec<&'static scenarios::Scenario> = if options.names.is_empty() {
-        scenarios::SCENARIOS.iter().collect()
-    } else {
-        options.names.iter().map(|n| scenarios::find(n)).collect::<Result<_>>()?
-    };
+    // in the table's order, whatever the order of the names (see runner::run)
+    for name in &options.names {
+        scenarios::find(name)?;
+    }
+    let selected: Vec<&'static scenarios::Scenario> = scenarios::SCENARIOS
+        .iter()
+        .filter(|s| options.names.is_empty() || options.names.contains(&s.name.to_string()))
+        .collect();
     let me = std::env::current_exe()?;
     let hook = &options.target.hook;
     let started = Instant::now();

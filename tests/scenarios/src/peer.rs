@@ -29,24 +29,85 @@ pub struct Sent {
     pub path: String,
     /// Bytes the kernel accepted.
     pub len: usize,
-    /// The bytes sockdump must show.
+    /// The bytes sockdump must show (for sends it must not show: the bytes
+    /// sent, which no record may hold).
     pub data: Vec<u8>,
     pub notes: Vec<String>,
-    /// false: the send must not appear at all (failed send, filtered out).
-    pub captured: bool,
+    pub shown: Shown,
+}
+
+/// What sockdump must make of a send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shown {
+    /// A record with the bytes (up to the capture limits).
+    Bytes,
+    /// A record with the length only, flagged: `len 0(N) [bytes not readable]`.
+    Length,
+    /// No record (failed send, filtered out, a path the hook does not see).
+    Nothing,
+    /// No record, but counted as lost in the `lost: ` counter named here.
+    Lost(String),
+}
+
+impl Shown {
+    /// Whether sockdump prints a record for the send.
+    pub fn printed(&self) -> bool {
+        matches!(self, Shown::Bytes | Shown::Length)
+    }
+}
+
+/// The hook family sockdump captures with, from its `listening` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Fentry,
+    Socket,
+    Kprobe,
+    Tracepoint,
+}
+
+impl std::str::FromStr for Family {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Ok(match name {
+            "fentry" => Family::Fentry,
+            "socket" => Family::Socket,
+            "kprobe" => Family::Kprobe,
+            "tracepoint" => Family::Tracepoint,
+            other => bail!("unknown hook family {other:?}"),
+        })
+    }
 }
 
 /// What a peer process knows while it generates traffic.
 pub struct Peer {
     pub dir: PathBuf,
     pub limits: Limits,
+    /// The running kernel's version, (major, minor).
+    pub kernel: (u32, u32),
     pub sent: Vec<Sent>,
-    /// READY was printed and GO received.
-    ready: bool,
+    /// The family sockdump listens with: set once READY was printed and
+    /// `GO <family>` received.
+    family: Option<Family>,
 }
 
 pub const NOTE_SEG_SIZE: &str = "truncated by --seg-size";
 pub const NOTE_SEGS: &str = "truncated by --segs-per-msg";
+pub const NOTE_UNREADABLE: &str = "bytes not readable";
+
+/// The `lost: ` counter of sendmmsg messages the tracepoint family did not walk.
+pub const LOST_MMSG: &str = "sendmmsg beyond the walked messages";
+
+/// (major, minor) of a kernel release such as `6.12.38+deb12-amd64`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(str::parse);
+    Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
+}
+
+fn running_kernel() -> Result<(u32, u32)> {
+    let release = nix::sys::utsname::uname()?.release().to_string_lossy().into_owned();
+    kernel_version(&release).with_context(|| format!("cannot read the kernel version {release:?}"))
+}
 
 fn current_comm() -> Result<String> {
     let comm =
@@ -75,11 +136,17 @@ impl Peer {
         stdout.flush()?;
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
-        if line.trim() != "GO" {
-            bail!("expected GO from the runner, got {line:?}");
-        }
-        self.ready = true;
+        let family = line
+            .trim()
+            .strip_prefix("GO ")
+            .with_context(|| format!("expected GO <family> from the runner, got {line:?}"))?;
+        self.family = Some(family.parse()?);
         Ok(())
+    }
+
+    /// The hook family sockdump captures with (known once ready).
+    pub fn family(&self) -> Family {
+        self.family.expect("the family is known once the peer is ready")
     }
 
     /// Records a message of one buffer that the kernel accepted `sent` bytes of.
@@ -111,34 +178,51 @@ impl Peer {
             }
             data.extend_from_slice(&seg[..seg.len().min(want - data.len())]);
         }
-        self.push(Sent {
-            comm: current_comm()?,
-            pid: std::process::id(),
-            peer_pid,
-            path: path.to_string(),
-            len: sent,
-            data,
-            notes,
-            captured: true,
-        })
+        self.push(Shown::Bytes, data, notes, sent, path, peer_pid)
+    }
+
+    /// Records a message of one buffer that sockdump shows as `shown` says.
+    pub fn expect_shown(
+        &mut self,
+        shown: Shown,
+        buf: &[u8],
+        sent: usize,
+        path: &str,
+        peer_pid: Option<u32>,
+    ) -> Result<()> {
+        match shown {
+            Shown::Bytes => self.expect(buf, sent, path, peer_pid),
+            Shown::Length => {
+                self.push(Shown::Length, Vec::new(), vec![NOTE_UNREADABLE.to_string()], sent, path, peer_pid)
+            }
+            shown => self.push(shown, buf[..sent].to_vec(), Vec::new(), sent, path, peer_pid),
+        }
     }
 
     /// Records a send that sockdump must not show.
     pub fn forbid(&mut self, buf: &[u8]) -> Result<()> {
-        self.push(Sent {
-            comm: current_comm()?,
-            pid: std::process::id(),
-            peer_pid: None,
-            path: String::new(),
-            len: buf.len(),
-            data: buf.to_vec(),
-            notes: Vec::new(),
-            captured: false,
-        })
+        self.push(Shown::Nothing, buf.to_vec(), Vec::new(), buf.len(), "", None)
     }
 
-    fn push(&mut self, sent: Sent) -> Result<()> {
-        self.sent.push(sent);
+    fn push(
+        &mut self,
+        shown: Shown,
+        data: Vec<u8>,
+        notes: Vec<String>,
+        len: usize,
+        path: &str,
+        peer_pid: Option<u32>,
+    ) -> Result<()> {
+        self.sent.push(Sent {
+            comm: current_comm()?,
+            pid: std::process::id(),
+            peer_pid,
+            path: path.to_string(),
+            len,
+            data,
+            notes,
+            shown,
+        });
         Ok(())
     }
 
@@ -150,8 +234,13 @@ impl Peer {
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(read_end);
-                let mut peer =
-                    Peer { dir: self.dir.clone(), limits: self.limits, sent: Vec::new(), ready: true };
+                let mut peer = Peer {
+                    dir: self.dir.clone(),
+                    limits: self.limits,
+                    kernel: self.kernel,
+                    sent: Vec::new(),
+                    family: self.family,
+                };
                 let outcome = child(&mut peer).and_then(|()| {
                     let mut pipe = std::fs::File::from(write_end);
                     pipe.write_all(&serde_json::to_vec(&peer.sent)?)?;
@@ -195,20 +284,30 @@ pub struct Child {
 }
 
 /// The peer process: prepare, report the pid, wait for GO, send, report
-/// what was sent.
+/// what was sent (`REPORT <json>`), or why it could not (`FAILED <why>`,
+/// which the runner shows as the scenario's failure).
 pub fn serve(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<()> {
-    let mut peer = Peer { dir, limits: scenario.limits, sent: Vec::new(), ready: false };
+    let line = match send(scenario, dir) {
+        Ok(sent) => format!("REPORT {}", serde_json::to_string(&sent)?),
+        Err(err) => format!("FAILED {}", format!("{err:#}").replace('\n', " ")),
+    };
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+fn send(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<Vec<Sent>> {
+    let mut peer =
+        Peer { dir, limits: scenario.limits, kernel: running_kernel()?, sent: Vec::new(), family: None };
     if !scenario.prepares {
         peer.ready()?;
     }
     (scenario.traffic)(&mut peer)?;
-    if !peer.ready {
+    if peer.family.is_none() {
         bail!("scenario {} never signalled ready", scenario.name);
     }
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "REPORT {}", serde_json::to_string(&peer.sent)?)?;
-    stdout.flush()?;
-    Ok(())
+    Ok(peer.sent)
 }
 
 /// Wraps a raw fd returned by libc in an owned one.
@@ -218,4 +317,19 @@ pub fn owned(fd: i32) -> Result<OwnedFd> {
     }
     // SAFETY: fd was just returned by the kernel and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_and_families_are_read() {
+        assert_eq!(kernel_version("6.12.38+deb12-amd64"), Some((6, 12)));
+        assert_eq!(kernel_version("5.10.0-35-amd64"), Some((5, 10)));
+        assert_eq!(kernel_version("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(kernel_version("6"), None);
+        assert_eq!("socket".parse::<Family>().unwrap(), Family::Socket);
+        assert!("auto".parse::<Family>().is_err());
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::parse::{parse_hex_output, Printed};
-use crate::peer::Sent;
+use crate::peer::{Sent, Shown};
 use crate::scenarios::{Scenario, Setup};
 
 /// How long sockdump may take to load (BTF parsing is slow under emulation).
@@ -57,8 +57,8 @@ fn spawn_peer(me: &Path, scenario: &'static Scenario, dir: PathBuf) -> Result<Ru
 }
 
 impl RunningPeer {
-    fn go(&mut self) -> Result<()> {
-        writeln!(self.stdin, "GO")?;
+    fn go(&mut self, family: &str) -> Result<()> {
+        writeln!(self.stdin, "GO {family}")?;
         Ok(self.stdin.flush()?)
     }
 
@@ -66,6 +66,9 @@ impl RunningPeer {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
         let status = self.process.wait()?;
+        if let Some(why) = line.strip_prefix("FAILED ") {
+            bail!("{}", why.trim_end());
+        }
         let json = line
             .strip_prefix("REPORT ")
             .with_context(|| format!("peer {} failed ({status})", self.scenario.name))?;
@@ -76,6 +79,8 @@ impl RunningPeer {
 /// A sockdump process and what it printed.
 struct Sockdump {
     process: Child,
+    /// The hook family it listens with.
+    family: String,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
     stderr_lines: Vec<String>,
@@ -111,6 +116,16 @@ impl Target {
     }
 }
 
+/// The family in `listening on unix sockets, hook FAMILY (...`, the last of `stderr`.
+fn family(stderr: &[String]) -> Result<String> {
+    let listening = stderr.last().map_or("", String::as_str);
+    listening
+        .split_once(", hook ")
+        .and_then(|(_, rest)| rest.split_once(" ("))
+        .map(|(family, _)| family.to_string())
+        .with_context(|| format!("no hook family in {listening:?}"))
+}
+
 fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -136,7 +151,7 @@ impl Sockdump {
             .with_context(|| format!("cannot start {}", target.sockdump.display()))?;
         let stdout = collect_lines(process.stdout.take().context("sockdump stdout")?);
         let stderr = collect_lines(process.stderr.take().context("sockdump stderr")?);
-        let mut me = Sockdump { process, stdout, stderr, stderr_lines: Vec::new() };
+        let mut me = Sockdump { process, family: String::new(), stdout, stderr, stderr_lines: Vec::new() };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -145,9 +160,12 @@ impl Sockdump {
                     let live = line.starts_with("listening");
                     me.stderr_lines.push(line);
                     if live {
-                        if let Err(err) = target.check_start(&me.stderr_lines) {
-                            let _ = me.process.kill();
-                            return Err(err);
+                        match target.check_start(&me.stderr_lines).and_then(|()| family(&me.stderr_lines)) {
+                            Ok(family) => me.family = family,
+                            Err(err) => {
+                                let _ = me.process.kill();
+                                return Err(err);
+                            }
                         }
                         return Ok(me);
                     }
@@ -200,11 +218,18 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
     for scenario in scenarios {
         peers.push(spawn_peer(me, scenario, base.path().join(scenario.name))?);
     }
-    // Scenarios with the same options share one sockdump run.
-    let mut sessions: BTreeMap<Vec<String>, Vec<RunningPeer>> = BTreeMap::new();
+    // Scenarios with the same options share one sockdump run. The sessions
+    // keep the order of the table: every sockdump still capturing counts a
+    // send the hook loses (it cannot tell whether the send would have
+    // matched its filters), so the scenarios with sends counted lost come
+    // last in the table, in a session of their own.
+    let mut sessions: Vec<(Vec<String>, Vec<RunningPeer>)> = Vec::new();
     for peer in peers {
         let options = (peer.scenario.options)(&Setup { pid: peer.pid, dir: &peer.dir });
-        sessions.entry(options).or_default().push(peer);
+        match sessions.iter_mut().find(|(o, _)| *o == options) {
+            Some((_, peers)) => peers.push(peer),
+            None => sessions.push((options, vec![peer])),
+        }
     }
     // sockdump's start-up dominates under emulation: start every session's
     // capture at once, and wait for all of them before any traffic. An
@@ -243,7 +268,7 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
 fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Outcome>> {
     let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
     for peer in &mut peers {
-        peer.go()?;
+        peer.go(&capture.family)?;
     }
     let (done_tx, done_rx) = mpsc::channel();
     let scenarios: Vec<&'static Scenario> = peers.iter().map(|p| p.scenario).collect();
@@ -265,7 +290,7 @@ fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Out
     }
     let (stdout, stderr) = capture.finish(!stops_itself)?;
     let printed = parse_hex_output(&stdout)?;
-    check_totals(&stderr, printed.len())?;
+    check_totals(&stderr, printed.len(), &expected_lost(reports.values().flatten().flatten()))?;
     Ok(scenarios
         .into_iter()
         .map(|scenario| {
@@ -278,8 +303,21 @@ fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Out
         .collect())
 }
 
-/// `N packets captured, M lost`: N must be what was printed, M zero.
-fn check_totals(stderr: &[String], printed: usize) -> Result<()> {
+/// How many sends each `lost: ` counter must show.
+fn expected_lost<'a>(sent: impl Iterator<Item = &'a Sent>) -> BTreeMap<&'a str, u64> {
+    let mut lost = BTreeMap::new();
+    for s in sent {
+        if let Shown::Lost(counter) = &s.shown {
+            *lost.entry(counter.as_str()).or_default() += 1;
+        }
+    }
+    lost
+}
+
+/// `N packets captured, M lost`: N must be what was printed, M the sends
+/// expected lost; with -v, `lost: N counter, ...` must count each of them
+/// under its counter and nothing under the others.
+fn check_totals(stderr: &[String], printed: usize, expected_lost: &BTreeMap<&str, u64>) -> Result<()> {
     let line = stderr
         .iter()
         .find(|l| l.contains("packets captured"))
@@ -293,9 +331,22 @@ fn check_totals(stderr: &[String], printed: usize) -> Result<()> {
     if captured != printed {
         bail!("stderr says {captured} packets captured, stdout shows {printed}");
     }
-    if lost != 0 {
-        let why = stderr.iter().find(|l| l.starts_with("lost: ")).map_or("", String::as_str);
-        bail!("{lost} messages lost ({why})");
+    let why = stderr.iter().find(|l| l.starts_with("lost: ")).map_or("", String::as_str);
+    let expected: u64 = expected_lost.values().sum();
+    if lost != expected {
+        bail!("{lost} messages lost, expected {expected} ({why})");
+    }
+    let counters = why
+        .strip_prefix("lost: ")
+        .with_context(|| format!("no `lost: ` line on stderr: {}", stderr.join(" | ")))?
+        .split(", ")
+        .map(|item| item.split_once(' ').and_then(|(n, counter)| Some((counter, n.parse::<u64>().ok()?))))
+        .collect::<Option<BTreeMap<&str, u64>>>()
+        .with_context(|| format!("cannot read {why:?}"))?;
+    for (counter, n) in expected_lost {
+        if counters.get(counter) != Some(n) {
+            bail!("expected {n} lost as {counter:?}: {why}");
+        }
     }
     // a skipped program can lose a send silently
     if let Some(skipped) =
@@ -314,6 +365,16 @@ fn matches(sent: &Sent, printed: &Printed) -> bool {
         && sent.len == printed.len
         && sent.notes == printed.notes
         && sent.data == printed.data
+}
+
+/// Whether `printed` is a record of a send that must not have one: its
+/// bytes, or a record of its length on its socket from its process.
+fn shows(printed: &Printed, sent: &Sent) -> bool {
+    (!sent.data.is_empty() && printed.data == sent.data)
+        || (!sent.path.is_empty()
+            && printed.pid == sent.pid
+            && printed.path == sent.path
+            && printed.len == sent.len)
 }
 
 fn describe(p: &Printed) -> String {
@@ -336,7 +397,7 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
     let pids: Vec<u32> = sent.iter().map(|s| s.pid).collect();
     let mut unused: Vec<&Printed> =
         printed.iter().filter(|p| scenario.exclusive || pids.contains(&p.pid)).collect();
-    for expected in sent.iter().filter(|s| s.captured) {
+    for expected in sent.iter().filter(|s| s.shown.printed()) {
         match unused.iter().position(|p| matches(expected, p)) {
             Some(index) => {
                 unused.remove(index);
@@ -365,9 +426,9 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
             }
         }
     }
-    for forbidden in sent.iter().filter(|s| !s.captured) {
-        if let Some(p) = printed.iter().find(|p| p.data == forbidden.data) {
-            bail!("printed a send that must not appear: {}", describe(p));
+    for forbidden in sent.iter().filter(|s| !s.shown.printed()) {
+        if let Some(p) = unused.iter().find(|p| shows(p, forbidden)) {
+            bail!("printed a send that must not appear ({:?}): {}", forbidden.shown, describe(p));
         }
     }
     if scenario.exclusive {
@@ -381,6 +442,7 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peer::{LOST_MMSG, NOTE_UNREADABLE};
 
     fn target(expect_hook: Option<&str>, expect_stderr: Option<&str>) -> Target {
         Target {
@@ -402,5 +464,74 @@ mod tests {
         assert!(target(Some("kprobe"), Some("default applies")).check_start(&stderr).is_ok());
         assert!(target(Some("fentry"), None).check_start(&stderr).is_err());
         assert!(target(None, Some("maxactive")).check_start(&stderr).is_err());
+        assert_eq!(family(&stderr).unwrap(), "kprobe");
+        assert!(family(&stderr[..1]).is_err());
+    }
+
+    fn sent(shown: Shown) -> Sent {
+        Sent {
+            comm: "peer".into(),
+            pid: 10,
+            peer_pid: None,
+            path: "socket:[5]".into(),
+            len: 4,
+            data: b"data".to_vec(),
+            notes: Vec::new(),
+            shown,
+        }
+    }
+
+    #[test]
+    fn the_totals_count_exactly_the_sends_expected_lost_under_their_counter() {
+        let stderr = |captured: u32, lost: u32, mmsg: u32, ringbuf: u32| {
+            [
+                format!("{captured} packets captured, {lost} lost"),
+                format!(
+                    "lost: {ringbuf} ring buffer full, {mmsg} sendmmsg beyond the walked messages, \
+                     0 in-flight table full, 0 returns the hook never saw, 0 malformed records"
+                ),
+                "skipped: the kernel skipped sockdump's programs 0 times (already running on that CPU)"
+                    .into(),
+            ]
+        };
+        let lost =
+            [sent(Shown::Bytes), sent(Shown::Lost(LOST_MMSG.into())), sent(Shown::Lost(LOST_MMSG.into()))];
+        let expected = expected_lost(lost.iter());
+        assert!(check_totals(&stderr(1, 2, 2, 0), 1, &expected).is_ok());
+        assert!(check_totals(&stderr(1, 2, 2, 0), 2, &expected).is_err());
+        assert!(check_totals(&stderr(1, 1, 1, 0), 1, &expected).is_err());
+        // the right total, under another counter
+        assert!(check_totals(&stderr(1, 2, 1, 1), 1, &expected).is_err());
+        assert!(check_totals(&stderr(1, 0, 0, 0), 1, &BTreeMap::new()).is_ok());
+        assert!(check_totals(&stderr(1, 1, 0, 1), 1, &BTreeMap::new()).is_err());
+    }
+
+    fn printed(data: &[u8], len: usize, notes: &[&str]) -> Printed {
+        Printed {
+            comm: "peer".into(),
+            pid: 10,
+            peer_pid: None,
+            path: "socket:[5]".into(),
+            captured: data.len(),
+            len,
+            notes: notes.iter().map(|n| n.to_string()).collect(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn flagged_records_are_compared_like_the_others() {
+        let scenario = crate::scenarios::find("socketpair").unwrap();
+        let flagged = [Sent { data: Vec::new(), notes: vec![NOTE_UNREADABLE.into()], ..sent(Shown::Length) }];
+        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[NOTE_UNREADABLE])]).is_ok());
+        assert!(compare(scenario, &flagged, &[printed(b"", 3, &[NOTE_UNREADABLE])]).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[])]).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"data", 4, &[])]).is_err());
+        // no record: neither the bytes nor a flagged length on the socket
+        for shown in [Shown::Nothing, Shown::Lost(LOST_MMSG.into())] {
+            assert!(compare(scenario, &[sent(shown.clone())], &[]).is_ok());
+            assert!(compare(scenario, &[sent(shown.clone())], &[printed(b"data", 4, &[])]).is_err());
+            assert!(compare(scenario, &[sent(shown)], &[printed(b"", 4, &[NOTE_UNREADABLE])]).is_err());
+        }
     }
 }

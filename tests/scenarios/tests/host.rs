@@ -3,8 +3,17 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use sockdump_test_support::skip_unless_root;
+
+/// One run at a time: a capture counts the sends other runs' hooks lose
+/// (sendmmsg-20 with the tracepoint family), and its scenarios require an
+/// exact count.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static MACHINE: Mutex<()> = Mutex::new(());
+    MACHINE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn binaries() -> (PathBuf, PathBuf) {
     let scenarios = PathBuf::from(env!("CARGO_BIN_EXE_sockdump-scenarios"));
@@ -16,6 +25,7 @@ fn binaries() -> (PathBuf, PathBuf) {
 }
 
 fn run_scenarios(hook: &str) {
+    let _machine = one_at_a_time();
     let (scenarios, sockdump) = binaries();
     let out = Command::new(&scenarios)
         .args(["run", "--hook", hook, "--sockdump"])
@@ -53,6 +63,7 @@ fn forced_hooks_capture_or_fail_cleanly() {
     if skip_unless_root("forced_hooks_capture_or_fail_cleanly") {
         return;
     }
+    let _machine = one_at_a_time();
     let (scenarios, sockdump) = binaries();
     for hook in ["fentry", "kprobe"] {
         let out = Command::new(&scenarios)
