@@ -377,10 +377,12 @@ static __always_inline bool excluded(const struct sock *sk)
 	return false;
 }
 
-/* Whether the send may carry a destination address, which decides --sock. */
-static __always_inline bool may_name_destination(const struct inflight *f)
+/* Whether the send may go to an address of its own, which then decides
+ * --sock: only datagrams do (a connected stream or seqpacket socket refuses
+ * an address, an unconnected one cannot send). */
+static __always_inline bool may_name_destination(const struct inflight *f, const struct unix_view *own)
 {
-	return f->name || f->kind != INFLIGHT_BUFFER;
+	return f->type == SOCKDUMP_SOCK_DGRAM && (!own->peer || f->name || f->kind != INFLIGHT_BUFFER);
 }
 
 /*
@@ -414,7 +416,7 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 	/* A destination address (given, or in a msghdr read at exit) decides
 	 * at exit, even on a connected datagram socket; without one the peer
 	 * is the only other party. */
-	return f->path_matched || !own.peer || may_name_destination(f);
+	return f->path_matched || may_name_destination(f, &own);
 }
 
 /*
@@ -457,13 +459,13 @@ static __always_inline void forget_send(void)
 static __always_inline bool claim_send(struct inflight *f, const struct socket *sock,
 				       const struct socket_view *v)
 {
+	f->type = v->type;
 	if (!send_wanted(v->sk, f, NULL)) {
 		forget_send();
 		return false;
 	}
 	f->sock = (__u64)sock;
 	f->sk = (__u64)v->sk;
-	f->type = v->type;
 	return true;
 }
 
@@ -553,11 +555,12 @@ __attribute__((noinline)) int next_chunk(__u32 slot, __u32 i)
  * The ring buffer record of the event pending in scratch slot `slot`, with
  * its `want` bytes read straight into it: one copy. The kernel only reserves
  * records of a constant size, so each size class is its own function, for
- * 2^bits bytes of data: a message of one buffer fills up to all of it, one
- * of several segments up to half (the verifier must see that every
- * segment's offset and length stay inside the record).
+ * 2^bits bytes of data. A message of one buffer fills up to all of it; one
+ * of several segments up to half, since the verifier must see every
+ * segment's offset and length inside the record, and only segmented classes
+ * hold the segment loop, which the verifier walks once per pass.
  */
-static __always_inline int emit_record(__u32 slot, __u32 want, const __u32 bits)
+static __always_inline int emit_record(__u32 slot, __u32 want, const __u32 bits, const bool segments)
 {
 	const __u32 room = 1u << bits, half = room >> 1;
 	const __u64 size = sizeof(struct sockdump_event) + room;
@@ -576,25 +579,25 @@ static __always_inline int emit_record(__u32 slot, __u32 want, const __u32 bits)
 		return 0;
 	}
 	step = want ? next_chunk(slot, 0) : CHUNK_END;
-	if (step == CHUNK_COPY && c->len == want) {
+	if (!segments && step == CHUNK_COPY) {
 		if (read_memory(rec + 1, ((c->len - 1) & (room - 1)) + 1, c->src, c->user))
 			s->event.flags |= SOCKDUMP_F_UNREADABLE;
 		else
 			c->done = c->len;
-	} else {
-		for (__u32 i = 1; i <= SOCKDUMP_SEGS_MAX && step != CHUNK_END; i++) {
-			if (step == CHUNK_COPY) {
-				if (read_memory((__u8 *)(rec + 1) + (c->done & (half - 1)),
-						((c->len - 1) & (half - 1)) + 1, c->src, c->user)) {
-					s->event.flags |= SOCKDUMP_F_UNREADABLE;
-					break;
-				}
-				c->done += c->len;
+	}
+	/* bounded by the setting, which the verifier sees as a constant; the
+	 * pass at i == --segs-per-msg only finds the message truncated */
+	for (__u32 i = 1; segments && i <= settings.segs_per_msg && i <= SOCKDUMP_SEGS_MAX && step != CHUNK_END;
+	     i++) {
+		if (step == CHUNK_COPY) {
+			if (read_memory((__u8 *)(rec + 1) + (c->done & (half - 1)), ((c->len - 1) & (half - 1)) + 1,
+					c->src, c->user)) {
+				s->event.flags |= SOCKDUMP_F_UNREADABLE;
+				break;
 			}
-			/* one pass more than segments: at --segs-per-msg
-			 * SOCKDUMP_SEGS_MAX the last only finds the message truncated */
-			step = next_chunk(slot, i);
+			c->done += c->len;
 		}
+		step = next_chunk(slot, i);
 	}
 	s->event.captured = c->done;
 	__builtin_memcpy(rec, &s->event, sizeof(*rec));
@@ -611,23 +614,34 @@ static __always_inline int emit_record(__u32 slot, __u32 want, const __u32 bits)
 	return 0;
 }
 
-#define EMIT_CLASS(bits)                                           \
+#define ONE_BUFFER_CLASS(bits)                                       \
 	__attribute__((noinline)) int emit_##bits(__u32 slot, __u32 want) \
-	{                                                          \
-		return emit_record(slot, want, bits);              \
+	{                                                            \
+		return emit_record(slot, want, bits, false);         \
 	}
-EMIT_CLASS(6)
-EMIT_CLASS(7)
-EMIT_CLASS(8)
-EMIT_CLASS(9)
-EMIT_CLASS(10)
-EMIT_CLASS(11)
-EMIT_CLASS(12)
-EMIT_CLASS(13)
-EMIT_CLASS(14)
-EMIT_CLASS(15)
-EMIT_CLASS(16)
-EMIT_CLASS(17)
+#define SEGMENTS_CLASS(bits)                                                  \
+	__attribute__((noinline)) int emit_segments_##bits(__u32 slot, __u32 want) \
+	{                                                                     \
+		return emit_record(slot, want, bits, true);                   \
+	}
+ONE_BUFFER_CLASS(6)
+ONE_BUFFER_CLASS(7)
+ONE_BUFFER_CLASS(8)
+ONE_BUFFER_CLASS(9)
+ONE_BUFFER_CLASS(10)
+ONE_BUFFER_CLASS(11)
+ONE_BUFFER_CLASS(12)
+ONE_BUFFER_CLASS(13)
+ONE_BUFFER_CLASS(14)
+ONE_BUFFER_CLASS(15)
+ONE_BUFFER_CLASS(16)
+/* fewer segmented classes (each a factor of four): each holds the loop */
+SEGMENTS_CLASS(8)
+SEGMENTS_CLASS(10)
+SEGMENTS_CLASS(12)
+SEGMENTS_CLASS(14)
+SEGMENTS_CLASS(16)
+SEGMENTS_CLASS(17)
 
 /* Emits the pending event with `want` bytes in the smallest class that
  * holds them. */
@@ -638,22 +652,33 @@ static __always_inline int emit(__u32 slot, __u32 want, bool one_buffer)
 	/* the smallest 2^bits >= want (clang 14 cannot lower ctlz for BPF) */
 	while (bits < 16 && (1u << bits) < want)
 		bits++;
-	if (!one_buffer)
-		bits++;
-	switch (bits) {
-	case 6: return emit_6(slot, want);
-	case 7: return emit_7(slot, want);
-	case 8: return emit_8(slot, want);
-	case 9: return emit_9(slot, want);
-	case 10: return emit_10(slot, want);
-	case 11: return emit_11(slot, want);
-	case 12: return emit_12(slot, want);
-	case 13: return emit_13(slot, want);
-	case 14: return emit_14(slot, want);
-	case 15: return emit_15(slot, want);
-	case 16: return emit_16(slot, want);
-	default: return emit_17(slot, want);
+	if (one_buffer) {
+		switch (bits) {
+		case 6: return emit_6(slot, want);
+		case 7: return emit_7(slot, want);
+		case 8: return emit_8(slot, want);
+		case 9: return emit_9(slot, want);
+		case 10: return emit_10(slot, want);
+		case 11: return emit_11(slot, want);
+		case 12: return emit_12(slot, want);
+		case 13: return emit_13(slot, want);
+		case 14: return emit_14(slot, want);
+		case 15: return emit_15(slot, want);
+		default: return emit_16(slot, want);
+		}
 	}
+	/* half of the class holds the message */
+	if (bits <= 7)
+		return emit_segments_8(slot, want);
+	if (bits <= 9)
+		return emit_segments_10(slot, want);
+	if (bits <= 11)
+		return emit_segments_12(slot, want);
+	if (bits <= 13)
+		return emit_segments_14(slot, want);
+	if (bits <= 15)
+		return emit_segments_16(slot, want);
+	return emit_segments_17(slot, want);
 }
 
 /*
