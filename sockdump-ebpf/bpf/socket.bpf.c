@@ -141,25 +141,30 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 		return 0;
 	f = &s->pending;
 	*f = (struct inflight){};
+	sock = sk->sk_socket;
+	if (!sock)
+		return 0;
+	f->sock = (__u64)sock;
+	f->sk = (__u64)sk;
+	f->type = sock->type;
+	peer = learn_names(sk, &s->facts);
+	/* Only a datagram's filters depend on the syscall (its destination):
+	 * a successful send on another socket is decided before looking at the
+	 * registers (a failed one may end a sendmmsg, below). */
+	if (f->type != SOCKDUMP_SOCK_DGRAM && ret >= 0 && !pending_wanted(SLOT_STREAM))
+		return 0;
 	regs = syscall_regs(bpf_get_current_task_btf());
 	if (!regs || !send_from_syscall(regs, regs->orig_ax, f))
 		f->buffer.kind = BUFFER_NONE;
-	/* every message of a sendmmsg moves its index, wanted, failed or not */
+	/* every message of a sendmmsg moves its index, failed or not */
 	if (f->kind == INFLIGHT_MMSGHDR) {
 		i = mmsg_index(f->buffer.base, f->buffer.nr_segs, ret < 0);
 		/* msg_hdr comes first in struct mmsghdr: read it as sendmsg()'s */
 		f->kind = INFLIGHT_MSGHDR;
 		f->buffer.base += (__u64)(i & 1023) * sizeof(struct mmsghdr);
 	}
-	sock = sk->sk_socket;
 	/* failed sends leave no record; 0 is an empty datagram */
-	if (ret < 0 || !sock)
-		return 0;
-	f->sock = (__u64)sock;
-	f->sk = (__u64)sk;
-	f->type = sock->type;
-	peer = learn_names(sk, &s->facts);
-	if (!pending_wanted(SLOT_STREAM))
+	if (ret < 0 || (f->type == SOCKDUMP_SOCK_DGRAM && !pending_wanted(SLOT_STREAM)))
 		return 0;
 	learn_ids(sk, sock, peer, &s->facts);
 	if (f->kind == INFLIGHT_MSGHDR && !read_user_msghdr(f, f->buffer.base)) {
