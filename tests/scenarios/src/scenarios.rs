@@ -642,35 +642,41 @@ fn shown_from_pages(p: &Peer) -> Shown {
     }
 }
 
+/// Sends `msg` into a fresh stream socketpair with `send` (a syscall that
+/// moves pages: sendfile, splice), which returns what the kernel accepted.
+fn send_pages(p: &mut Peer, what: &str, msg: &[u8], send: impl FnOnce(&UnixStream) -> isize) -> Result<()> {
+    let (a, b) = UnixStream::pair()?;
+    let sent = send(&a);
+    ensure!(
+        sent == msg.len() as isize,
+        "{what} sent {sent} of {} bytes: {}",
+        msg.len(),
+        std::io::Error::last_os_error()
+    );
+    p.expect_shown(shown_from_pages(p), msg, msg.len(), &inode_name(&a)?, peer_pid(&a))?;
+    read_exact_from(&b, msg.len())?;
+    Ok(())
+}
+
 /// sendfile() from a regular file into a stream socket.
 fn send_file(p: &mut Peer) -> Result<()> {
-    let (a, b) = UnixStream::pair()?;
     let mut file = tempfile::tempfile_in(&p.dir)?;
     let msg = pattern(3000, 13);
     file.write_all(&msg)?;
     let mut offset: libc::off_t = 0;
     // SAFETY: both descriptors are open; offset is a live off_t.
-    let sent = unsafe { libc::sendfile(a.as_raw_fd(), file.as_raw_fd(), &mut offset, msg.len()) };
-    ensure!(
-        sent == msg.len() as isize,
-        "sendfile sent {sent} of {} bytes: {}",
-        msg.len(),
-        std::io::Error::last_os_error()
-    );
-    let sent = msg.len();
-    p.expect_shown(shown_from_pages(p), &msg, sent, &inode_name(&a)?, peer_pid(&a))?;
-    read_exact_from(&b, msg.len())?;
-    Ok(())
+    send_pages(p, "sendfile", &msg, |a| unsafe {
+        libc::sendfile(a.as_raw_fd(), file.as_raw_fd(), &mut offset, msg.len())
+    })
 }
 
 /// splice() from a pipe into a stream socket.
 fn splice(p: &mut Peer) -> Result<()> {
-    let (a, b) = UnixStream::pair()?;
     let (pipe_out, pipe_in) = nix::unistd::pipe()?;
     let msg = pattern(1500, 17);
     nix::unistd::write(&pipe_in, &msg)?;
     // SAFETY: both descriptors are open; no offsets.
-    let sent = unsafe {
+    send_pages(p, "splice", &msg, |a| unsafe {
         libc::splice(
             pipe_out.as_raw_fd(),
             std::ptr::null_mut(),
@@ -679,17 +685,7 @@ fn splice(p: &mut Peer) -> Result<()> {
             msg.len(),
             0,
         )
-    };
-    ensure!(
-        sent == msg.len() as isize,
-        "splice sent {sent} of {} bytes: {}",
-        msg.len(),
-        std::io::Error::last_os_error()
-    );
-    let sent = msg.len();
-    p.expect_shown(shown_from_pages(p), &msg, sent, &inode_name(&a)?, peer_pid(&a))?;
-    read_exact_from(&b, msg.len())?;
-    Ok(())
+    })
 }
 
 /// --pid: what the peer sends and what is sent to it, nothing else.
