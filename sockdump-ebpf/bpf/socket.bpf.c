@@ -10,7 +10,9 @@
  * sendfile, aio, 32-bit tasks) is recorded with its length and flagged
  * unreadable: never a wrong buffer, never missed.
  *
- * A tracepoint runs with preemption disabled, so one scratch slot serves.
+ * The tracepoint runs its programs with preemption disabled up to 6.18, so
+ * one scratch slot serves. Debian's 7.2 preempts them, and the kernel skips
+ * the program for other sends on that CPU meanwhile: not handled yet.
  */
 #include "syscall_send.h"
 #include <bpf/bpf_tracing.h>
