@@ -214,6 +214,14 @@ static __always_inline void read_peer(const struct unix_view *own, const struct 
 	read_unix(own->peer, v);
 }
 
+/* The SO_PEERCRED pid of `sk`: from the hook's facts when it has them. */
+static __always_inline __u32 peer_pid_of(const struct sock *sk, const struct sock_facts *facts)
+{
+	if (facts && facts->known)
+		return facts->peer_pid;
+	return pid_nr(BPF_CORE_READ(sk, sk_peer_pid));
+}
+
 static __always_inline __u64 socket_ino(const struct socket *sock)
 {
 	if (!sock)
@@ -360,13 +368,13 @@ static __always_inline bool uid_matches(const struct sock *sk)
 /* --exclude-pid: sent by that process or one it started, or on a socket
  * whose SO_PEERCRED peer it is (a server answering it, e.g. the X server
  * drawing Wireshark's window). */
-static __always_inline bool excluded(const struct sock *sk)
+static __always_inline bool excluded(const struct sock *sk, const struct sock_facts *facts)
 {
 	const struct task_struct *task;
 
 	if (!settings.exclude_tgid)
 		return false;
-	if (pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) == settings.exclude_tgid)
+	if (peer_pid_of(sk, facts) == settings.exclude_tgid)
 		return true;
 	task = (const struct task_struct *)bpf_get_current_task();
 	for (int i = 0; i < EXCLUDE_TREE_DEPTH && task; i++) {
@@ -399,10 +407,10 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 
 	if (is_self())
 		return false;
-	if (!comm_matches() || !uid_matches(sk) || excluded(sk))
+	if (!comm_matches() || !uid_matches(sk) || excluded(sk, facts))
 		return false;
 	if (settings.filter_pid && tgid != settings.filter_pid &&
-	    pid_nr(BPF_CORE_READ(sk, sk_peer_pid)) != settings.filter_pid)
+	    peer_pid_of(sk, facts) != settings.filter_pid)
 		return false;
 
 	f->path_matched = !settings.filter_path_len && !settings.filter_ino;
@@ -734,13 +742,8 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	ev->timestamp_ns = bpf_ktime_get_ns();
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
-	if (s->facts.known) {
-		ev->peer_pid = s->facts.peer_pid;
-		ev->sock_ino = s->facts.sock_ino;
-	} else {
-		ev->peer_pid = pid_nr(BPF_CORE_READ(sk, sk_peer_pid));
-		ev->sock_ino = socket_ino((const struct socket *)f->sock);
-	}
+	ev->peer_pid = peer_pid_of(sk, &s->facts);
+	ev->sock_ino = s->facts.known ? s->facts.sock_ino : socket_ino((const struct socket *)f->sock);
 	ev->sock_type = f->type;
 	ev->len = sent;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));

@@ -90,11 +90,12 @@ static __always_inline __u64 file_ino(const struct socket *sock)
 	return file ? file->f_inode->i_ino : 0;
 }
 
-/* What the filters need of the socket and its peer, with plain loads
- * through the trusted `sk`; returns the peer. */
+/* What the filters need of the socket and its peer (names, SO_PEERCRED
+ * pid), with plain loads through the trusted `sk`; returns the peer. */
 static __always_inline struct sock *learn_names(struct sock *sk, struct sock_facts *facts)
 {
 	struct unix_sock *u = bpf_skc_to_unix_sock(sk), *peer_u;
+	const struct pid *pid = sk->sk_peer_pid;
 	struct sock *peer;
 
 	facts->known = 0;
@@ -107,23 +108,20 @@ static __always_inline struct sock *learn_names(struct sock *sk, struct sock_fac
 	peer_u = peer ? bpf_skc_to_unix_sock(peer) : NULL;
 	facts->peer_addr = peer_u ? (__u64)peer_u->addr : 0;
 	facts->peer_dentry = peer_u ? (__u64)peer_u->path.dentry : 0;
+	/* pid->numbers[0].nr; a flexible array, so by its offset */
+	facts->peer_pid = pid ? *(const int *)((const char *)pid + bpf_core_field_offset(struct pid, numbers) +
+					       bpf_core_field_offset(struct upid, nr))
+			      : 0;
 	facts->known = 1;
 	return peer;
 }
 
 /* What only a recorded send needs: a rejected one never pays for these
  * pointer chases. */
-static __always_inline void learn_ids(struct sock *sk, struct socket *sock, struct sock *peer,
-				      struct sock_facts *facts)
+static __always_inline void learn_inodes(struct socket *sock, struct sock *peer, struct sock_facts *facts)
 {
-	const struct pid *pid = sk->sk_peer_pid;
-
 	facts->sock_ino = file_ino(sock);
 	facts->peer_ino = peer ? file_ino(peer->sk_socket) : 0;
-	/* pid->numbers[0].nr; a flexible array, so by its offset */
-	facts->peer_pid = pid ? *(const int *)((const char *)pid + bpf_core_field_offset(struct pid, numbers) +
-					       bpf_core_field_offset(struct upid, nr))
-			      : 0;
 }
 
 SEC("tp_btf/sock_send_length")
@@ -168,7 +166,7 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 	/* failed sends leave no record; 0 is an empty datagram */
 	if (ret < 0 || (f->type == SOCKDUMP_SOCK_DGRAM && !pending_wanted(SLOT_STREAM)))
 		return 0;
-	learn_ids(sk, sock, peer, &s->facts);
+	learn_inodes(sock, peer, &s->facts);
 	if (f->kind == INFLIGHT_MSGHDR && !read_user_msghdr(f, f->buffer.base)) {
 		f->kind = INFLIGHT_BUFFER;
 		f->buffer.kind = BUFFER_NONE;
