@@ -19,9 +19,11 @@ const volatile struct sockdump_settings settings = {
 	.wakeup_bytes = 1,
 };
 
-/* fexit programs can be preempted (only migration is disabled), and the
- * kernel only keeps one program from nesting with itself: each exit hook
- * that may run concurrently on a CPU gets its own scratch slot. */
+/* A program may be preempted on its CPU (trampolines, and tp_btf from 6.19
+ * on preemptible kernels: only migration is disabled), but the kernel never
+ * runs a program while the same program is running or preempted on that CPU
+ * (it skips it: recursion_misses). So each program that records gets its own
+ * slot, and no two programs that could both be inside one CPU share one. */
 enum scratch_slot {
 	SLOT_STREAM = 0,
 	SLOT_DGRAM = 1,
@@ -46,7 +48,13 @@ struct inflight {
 	__u8 pad;
 	__u16 type;        /* the socket type (SOCK_STREAM, ...) */
 	__u8 pad2[6];
+	__u64 iter_left;   /* bytes in the msghdr's iterator at entry, or ITER_LEFT_UNKNOWN */
 };
+/* user space reads `sock` of every entry left when a capture ends (capture/mod.rs) */
+_Static_assert(sizeof(struct inflight) == 80, "INFLIGHT_SIZE in sockdump/src/capture/mod.rs");
+
+/* A hook that cannot read the iterator cheaply does not check it. */
+#define ITER_LEFT_UNKNOWN (~0ULL)
 
 /* How far the copy got through the pending send's iovec. */
 struct copy_progress {
@@ -127,8 +135,9 @@ static __always_inline void count(__u32 counter, __u64 n)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
+	/* atomic: two programs preempted on one CPU may count at once */
 	if (value)
-		*value += n;
+		__sync_fetch_and_add(value, n);
 }
 
 static __always_inline struct scratch *scratch_slot(__u32 slot)
@@ -478,8 +487,11 @@ static __always_inline bool claim_send(struct inflight *f, const struct socket *
 }
 
 /* Moves the thread's in-flight send into its scratch slot; its table slot
- * is marked consumed (sock = 0) for the next send. */
-static __always_inline struct scratch *take_send(__u32 slot)
+ * is marked consumed (sock = 0) for the next send. `left` is what the
+ * exiting send left in its iterator: an entry whose bytes less `sent` do not
+ * come to it belongs to an earlier send whose exit the kernel skipped (this
+ * send's entry was skipped too), and is dropped as lost. */
+static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, __u64 left)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *stored = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -487,6 +499,12 @@ static __always_inline struct scratch *take_send(__u32 slot)
 
 	if (!stored || !stored->sock)
 		return NULL;
+	if (left != ITER_LEFT_UNKNOWN && stored->iter_left != ITER_LEFT_UNKNOWN && sent >= 0 &&
+	    stored->iter_left != left + sent) {
+		count(SOCKDUMP_LOST_NO_EXIT, 1);
+		stored->sock = 0;
+		return NULL;
+	}
 	s = scratch_slot(slot);
 	if (s) {
 		s->pending = *stored;
@@ -765,9 +783,9 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 
 /* Everything the entry and exit of kernel sendmsg functions share
  * (fentry/fexit and kprobe/kretprobe). */
-static __always_inline int sendmsg_enter(const struct socket *sock, const struct msghdr *msg)
+static __always_inline int sendmsg_enter(const struct socket *sock, const struct msghdr *msg, __u64 iter_left)
 {
-	struct inflight f = { .kind = INFLIGHT_BUFFER };
+	struct inflight f = { .kind = INFLIGHT_BUFFER, .iter_left = iter_left };
 	struct socket_view v;
 
 	if (read_socket(sock, &v))
@@ -782,9 +800,9 @@ static __always_inline int sendmsg_enter(const struct socket *sock, const struct
 	return 0;
 }
 
-static __always_inline int sendmsg_exit(__s64 ret, __u32 slot)
+static __always_inline int sendmsg_exit(__s64 ret, __u32 slot, __u64 iter_left)
 {
-	if (take_send(slot))
+	if (take_exit(slot, ret, iter_left))
 		record_pending(ret, slot);
 	return 0;
 }

@@ -8,18 +8,20 @@
 #include <bpf/bpf_tracing.h>
 
 /* The entry and exit programs of one sendmsg function; each exit program
- * has its own scratch slot, since fexit programs can be preempted. */
+ * has its own scratch slot, since fexit programs can be preempted. What the
+ * iterator holds at entry and exit pairs them up where the kernel skipped
+ * some (see take_exit). */
 #define SENDMSG_HOOKS(function, slot)                                                              \
 	SEC("fentry/" #function)                                                                   \
 	int BPF_PROG(fentry_##function, struct socket *sock, struct msghdr *msg)                  \
 	{                                                                                          \
-		return sendmsg_enter(sock, msg);                                                   \
+		return sendmsg_enter(sock, msg, msg->msg_iter.count);                              \
 	}                                                                                          \
                                                                                                    \
 	SEC("fexit/" #function)                                                                    \
 	int BPF_PROG(fexit_##function, struct socket *sock, struct msghdr *msg, __u64 len, int ret) \
 	{                                                                                          \
-		return sendmsg_exit(ret, slot);                                                    \
+		return sendmsg_exit(ret, slot, msg->msg_iter.count);                               \
 	}
 
 SENDMSG_HOOKS(unix_stream_sendmsg, SLOT_STREAM)

@@ -23,6 +23,7 @@ EMPTY("fentry/unix_stream_sendmsg", fentry_unix_stream_sendmsg)
 EMPTY("fentry/unix_dgram_sendmsg", fentry_unix_dgram_sendmsg)
 
 EMPTY("tp_btf/sock_send_length", sock_send_length)
+EMPTY("tracepoint/sock/sock_send_length", sock_send_length_perf)
 
 /* attached to both sendmsg functions, like the kprobe family's */
 EMPTY("kretprobe", kretprobe_unix_sendmsg)
@@ -30,3 +31,5 @@ EMPTY("kprobe", kprobe_unix_sendmsg)
 
 EMPTY("tp_btf/sys_exit", tp_sys_exit)
 EMPTY("tp_btf/sys_enter", tp_sys_enter)
+EMPTY("tracepoint/raw_syscalls/sys_exit", tp_sys_exit_perf)
+EMPTY("tracepoint/raw_syscalls/sys_enter", tp_sys_enter_perf)

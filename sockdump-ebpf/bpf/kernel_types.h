@@ -69,6 +69,7 @@ struct iov_iter {
 	unsigned long iov_offset;
 	const struct iovec *__iov;
 	void *ubuf;
+	unsigned long count;
 	unsigned long nr_segs;
 };
 

@@ -12,11 +12,12 @@
 SEC("kprobe")
 int BPF_KPROBE(kprobe_unix_sendmsg, struct socket *sock, struct msghdr *msg)
 {
-	return sendmsg_enter(sock, msg);
+	/* kprobes are never preempted: entries are not skipped */
+	return sendmsg_enter(sock, msg, ITER_LEFT_UNKNOWN);
 }
 
 SEC("kretprobe")
 int BPF_KRETPROBE(kretprobe_unix_sendmsg, int ret)
 {
-	return sendmsg_exit(ret, SLOT_STREAM);
+	return sendmsg_exit(ret, SLOT_STREAM, ITER_LEFT_UNKNOWN);
 }

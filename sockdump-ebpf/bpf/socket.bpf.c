@@ -10,9 +10,9 @@
  * sendfile, aio, 32-bit tasks) is recorded with its length and flagged
  * unreadable: never a wrong buffer, never missed.
  *
- * The tracepoint runs its programs with preemption disabled up to 6.18, so
- * one scratch slot serves. Debian's 7.2 preempts them, and the kernel skips
- * the program for other sends on that CPU meanwhile: not handled yet.
+ * From 7.0 tp_btf programs can be preempted, and the kernel then skips them
+ * for other sends on that CPU: there the same code attaches through perf
+ * (sock_send_length_perf), which keeps preemption off (docs/DESIGN.md).
  */
 #include "syscall_send.h"
 #include <bpf/bpf_tracing.h>
@@ -124,37 +124,45 @@ static __always_inline void learn_inodes(struct socket *sock, struct sock *peer,
 	facts->peer_ino = peer ? file_ino(peer->sk_socket) : 0;
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+/*
+ * One firing of sock_send_length. `trusted`: sk is the BTF-typed argument of
+ * tp_btf, read with plain loads; otherwise it came from a perf tracepoint's
+ * record and every read is a probe read.
+ */
+static __always_inline int capture_send(struct sock *sk, int ret, const bool trusted)
 {
 	struct socket *sock;
-	struct sock *peer;
+	struct sock *peer = NULL;
+	struct syscall_args args;
 	struct pt_regs *regs;
 	struct inflight *f;
 	struct scratch *s;
 	__u32 i = 0;
 
-	if (sk->__sk_common.skc_family != AF_UNIX)
-		return 0;
 	s = scratch_slot(SLOT_STREAM);
 	if (!s)
 		return 0;
 	f = &s->pending;
 	*f = (struct inflight){};
-	sock = sk->sk_socket;
+	sock = trusted ? sk->sk_socket : BPF_CORE_READ(sk, sk_socket);
 	if (!sock)
 		return 0;
 	f->sock = (__u64)sock;
 	f->sk = (__u64)sk;
-	f->type = sock->type;
-	peer = learn_names(sk, &s->facts);
+	f->type = trusted ? sock->type : BPF_CORE_READ(sock, type);
+	if (trusted)
+		peer = learn_names(sk, &s->facts);
+	else
+		s->facts.known = 0;
 	/* Only a datagram's filters depend on the syscall (its destination):
 	 * a successful send on another socket is decided before looking at the
 	 * registers (a failed one may end a sendmmsg, below). */
 	if (f->type != SOCKDUMP_SOCK_DGRAM && ret >= 0 && !pending_wanted(SLOT_STREAM))
 		return 0;
 	regs = syscall_regs(bpf_get_current_task_btf());
-	if (!regs || !send_from_syscall(regs, regs->orig_ax, f))
+	if (regs)
+		args_from_regs(regs, &args);
+	if (!regs || !send_from_syscall(&args, regs->orig_ax, f))
 		f->buffer.kind = BUFFER_NONE;
 	/* every message of a sendmmsg moves its index, failed or not */
 	if (f->kind == INFLIGHT_MMSGHDR) {
@@ -166,10 +174,42 @@ int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
 	/* failed sends leave no record; 0 is an empty datagram */
 	if (ret < 0 || (f->type == SOCKDUMP_SOCK_DGRAM && !pending_wanted(SLOT_STREAM)))
 		return 0;
-	learn_inodes(sock, peer, &s->facts);
+	if (trusted)
+		learn_inodes(sock, peer, &s->facts);
 	if (f->kind == INFLIGHT_MSGHDR && !read_user_msghdr(f, f->buffer.base)) {
 		f->kind = INFLIGHT_BUFFER;
 		f->buffer.kind = BUFFER_NONE;
 	}
 	return record_pending(ret, SLOT_STREAM);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_length, struct sock *sk, int ret, int flags)
+{
+	if (sk->__sk_common.skc_family != AF_UNIX)
+		return 0;
+	return capture_send(sk, ret, true);
+}
+
+/* The record the tracepoint writes for perf (its format file in tracefs). */
+struct sock_msg_length_record {
+	__u64 common; /* struct trace_entry */
+	struct sock *sk;
+	__u16 family;
+	__u16 protocol;
+	int ret;
+	int flags;
+};
+
+/*
+ * The same tracepoint through perf, for kernels that run tp_btf programs
+ * preemptible (see README, Hooks): perf's handler keeps preemption off, so
+ * the kernel never skips this program for another task's send.
+ */
+SEC("tracepoint/sock/sock_send_length")
+int sock_send_length_perf(struct sock_msg_length_record *record)
+{
+	if (record->family != AF_UNIX)
+		return 0;
+	return capture_send(record->sk, record->ret, false);
 }

@@ -23,36 +23,53 @@ enum send_syscall {
  * and structures differ (20 is getpid there) */
 #define TS_COMPAT 0x0002
 
-/* Fills `f` with the send that syscall `nr` describes in `regs`; false for
+/* The arguments of a syscall that may be a send, wherever they come from:
+ * its registers, or the record of the perf tracepoint raw_syscalls:sys_enter. */
+struct syscall_args {
+	__u64 arg[6];
+};
+
+/* x86_64 passes syscall arguments in di, si, dx, r10, r8, r9. */
+static __always_inline void args_from_regs(const struct pt_regs *regs, struct syscall_args *a)
+{
+	a->arg[0] = regs->di;
+	a->arg[1] = regs->si;
+	a->arg[2] = regs->dx;
+	a->arg[3] = regs->r10;
+	a->arg[4] = regs->r8;
+	a->arg[5] = regs->r9;
+}
+
+/* Fills `f` with the send that syscall `nr` describes in `a`; false for
  * any other syscall. A msghdr or mmsghdr array stays in user memory: it is
  * read once the send returned (see view_user_msghdr). */
-static __always_inline bool send_from_syscall(const struct pt_regs *regs, long nr, struct inflight *f)
+static __always_inline bool send_from_syscall(const struct syscall_args *a, long nr, struct inflight *f)
 {
 	switch (nr) {
 	case NR_write:
 	case NR_sendto:
 		f->buffer.kind = BUFFER_USER;
-		f->buffer.base = regs->si;
+		f->buffer.base = a->arg[1];
 		if (nr == NR_sendto) {
-			f->name = regs->r8;
-			f->name_len = regs->r9;
+			f->name = a->arg[4];
+			f->name_len = a->arg[5];
 			f->name_in_user = 1;
 		}
 		return true;
 	case NR_writev:
 	case NR_pwritev2:
 		f->buffer.kind = BUFFER_USER_IOV_IN_USER;
-		f->buffer.base = regs->si;
-		f->buffer.nr_segs = regs->dx;
+		f->buffer.base = a->arg[1];
+		f->buffer.nr_segs = a->arg[2];
 		return true;
 	case NR_sendmsg:
 		f->kind = INFLIGHT_MSGHDR;
-		f->buffer.base = regs->si;
+		f->buffer.base = a->arg[1];
 		return true;
 	case NR_sendmmsg:
 		f->kind = INFLIGHT_MMSGHDR;
-		f->buffer.base = regs->si;
-		f->buffer.nr_segs = regs->dx;
+		f->buffer.base = a->arg[1];
+		f->buffer.nr_segs = a->arg[2];
 		return true;
 	default:
 		return false;

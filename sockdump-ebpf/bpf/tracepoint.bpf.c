@@ -6,6 +6,9 @@
  * sends below. Raw tracepoints skip the perf event layer that the
  * per-syscall tracepoints go through, which costs several times more here.
  *
+ * From 7.2 they run tp_btf programs preemptible: there the same code
+ * attaches through perf (docs/DESIGN.md).
+ *
  * They see only sends made by these syscalls from 64-bit processes: not
  * io_uring, splice or sendfile, 32-bit processes, nor sends made by the
  * kernel itself.
@@ -93,19 +96,19 @@ static __always_inline const struct socket *unix_socket_of_fd(__u64 fd, struct s
 	return private_data;
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
+/* The entry of syscall `id` with arguments `a` (fd first). */
+static __always_inline int syscall_enter(const struct syscall_args *a, long id)
 {
-	struct inflight f = {};
+	struct inflight f = { .iter_left = ITER_LEFT_UNKNOWN };
 	const struct socket *sock;
 	struct socket_view v;
 
-	if (!send_from_syscall(regs, id, &f))
+	if (!send_from_syscall(a, id, &f))
 		return 0;
 	/* sockdump's own output (to a socket, a pipe, a file) never needs the fd lookup */
 	if (is_self() || is_compat_syscall())
 		return 0;
-	sock = unix_socket_of_fd(regs->di, &v);
+	sock = unix_socket_of_fd(a->arg[0], &v);
 	if (!sock)
 		return 0;
 	if (!claim_send(&f, sock, &v))
@@ -117,15 +120,15 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 /* sendmmsg() messages walked per call; the rest are counted as lost. */
 #define MMSG_MAX 8
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
+/* The return of syscall `id` with `ret`. */
+static __always_inline int syscall_exit(long id, long ret)
 {
 	struct scratch *s;
 	struct mmsghdr mm;
 	__u64 base;
 	__u32 n;
 
-	switch (regs->orig_ax) {
+	switch (id) {
 	case NR_write:
 	case NR_writev:
 	case NR_sendto:
@@ -136,7 +139,7 @@ int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
 	default:
 		return 0;
 	}
-	s = take_send(SLOT_STREAM);
+	s = take_exit(SLOT_STREAM, ret, ITER_LEFT_UNKNOWN);
 	/* 0 is a send too: an empty datagram (record_pending skips empty stream writes) */
 	if (!s || ret < 0)
 		return 0;
@@ -161,4 +164,53 @@ int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
 	if (n > MMSG_MAX)
 		count(SOCKDUMP_LOST_MMSG, n - MMSG_MAX);
 	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
+{
+	struct syscall_args a;
+
+	args_from_regs(regs, &a);
+	return syscall_enter(&a, id);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
+{
+	return syscall_exit(regs->orig_ax, ret);
+}
+
+/* The records raw_syscalls:sys_enter and sys_exit write for perf (their
+ * format files in tracefs). */
+struct sys_enter_record {
+	__u64 common; /* struct trace_entry */
+	long id;
+	struct syscall_args args;
+};
+
+struct sys_exit_record {
+	__u64 common;
+	long id;
+	long ret;
+};
+
+/*
+ * The same tracepoints through perf, for kernels that run tp_btf programs
+ * preemptible (see README, Hooks): perf's handler keeps preemption off, so
+ * the kernel never skips these programs for another task's syscall. Each
+ * firing costs more than through tp_btf.
+ */
+SEC("tracepoint/raw_syscalls/sys_enter")
+int tp_sys_enter_perf(struct sys_enter_record *record)
+{
+	struct syscall_args a = record->args;
+
+	return syscall_enter(&a, record->id);
+}
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int tp_sys_exit_perf(struct sys_exit_record *record)
+{
+	return syscall_exit(record->id, record->ret);
 }

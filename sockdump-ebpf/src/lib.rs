@@ -31,15 +31,18 @@ pub enum Attach {
     Kretprobe(&'static [&'static str]),
     /// A BTF-typed raw tracepoint (tp_btf).
     TpBtf(&'static str),
+    /// A tracepoint through perf, `category/name` as in tracefs.
+    Tracepoint(&'static str),
 }
 
 impl Attach {
     /// The kernel functions or tracepoints it attaches to.
     pub fn targets(&self) -> &[&'static str] {
         match self {
-            Attach::Fentry(target) | Attach::Fexit(target) | Attach::TpBtf(target) => {
-                std::slice::from_ref(target)
-            }
+            Attach::Fentry(target)
+            | Attach::Fexit(target)
+            | Attach::TpBtf(target)
+            | Attach::Tracepoint(target) => std::slice::from_ref(target),
             Attach::Kprobe(targets) | Attach::Kretprobe(targets) => targets,
         }
     }
@@ -52,8 +55,39 @@ impl Attach {
             Attach::Kprobe(_) => "kprobe",
             Attach::Kretprobe(_) => "kretprobe",
             Attach::TpBtf(_) => "tp_btf",
+            Attach::Tracepoint(_) => "tracepoint",
         }
     }
+
+    /// Whether each firing is exactly one send on a unix socket, so that
+    /// each time the kernel skips the program a send is lost unseen (an exit
+    /// program's skip is found later, by the thread's next entry).
+    pub fn sees_each_unix_send_once(&self) -> bool {
+        matches!(self, Attach::Fentry(_) | Attach::Kprobe(_))
+    }
+
+    /// Whether a kernel that preempts as `kernel` says may preempt a program
+    /// attached here, which then makes the kernel skip the same program for
+    /// every other task on that CPU until it resumes (see docs/DESIGN.md).
+    pub fn preemptible(&self, kernel: Preemption) -> bool {
+        match self {
+            // trampolines only disable migration, on every kernel
+            Attach::Fentry(_) | Attach::Fexit(_) => kernel.kernel_preempts,
+            Attach::TpBtf(_) => kernel.kernel_preempts && kernel.raw_tracepoints_preemptible,
+            // kprobes and perf's tracepoint handlers keep preemption off
+            Attach::Kprobe(_) | Attach::Kretprobe(_) | Attach::Tracepoint(_) => false,
+        }
+    }
+}
+
+/// What the running kernel lets preempt a BPF program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Preemption {
+    /// Kernel code can be preempted: the full, lazy or RT model.
+    pub kernel_preempts: bool,
+    /// Raw tracepoints (tp_btf) run their programs with only migration
+    /// disabled: Linux 6.19 and later.
+    pub raw_tracepoints_preemptible: bool,
 }
 
 /// One program of an object: its C function name and where it attaches.
@@ -88,6 +122,9 @@ pub struct Family {
     /// Its programs, in the order they are attached: exits before entries,
     /// so no entry is seen whose exit is not yet hooked.
     pub programs: &'static [Program],
+    /// The same capture through hooks the kernel never preempts, for kernels
+    /// that may preempt `programs`; None where there are none.
+    pub unpreempted: Option<&'static [Program]>,
     pub probe: Probe,
 }
 
@@ -95,6 +132,21 @@ impl Family {
     /// The compiled object (ELF with BTF and CO-RE relocations).
     pub fn object(&self) -> &'static [u8] {
         (self.object)()
+    }
+
+    /// The programs to attach on a kernel that preempts as `kernel` says:
+    /// `Err` holds `programs` when the kernel may preempt them and there is
+    /// nothing else, so that sends can be missed.
+    pub fn programs_for(&self, kernel: Preemption) -> Result<&'static [Program], &'static [Program]> {
+        if !self.programs.iter().any(|p| p.attach.preemptible(kernel)) {
+            return Ok(self.programs);
+        }
+        self.unpreempted.ok_or(self.programs)
+    }
+
+    /// Every program of the object: `programs` and `unpreempted`.
+    pub fn all_programs(&self) -> impl Iterator<Item = &'static Program> {
+        self.programs.iter().chain(self.unpreempted.unwrap_or_default())
     }
 }
 
@@ -115,6 +167,7 @@ pub static FAMILIES: &[Family] = &[
             Program { name: "fentry_unix_stream_sendmsg", attach: Attach::Fentry("unix_stream_sendmsg") },
             Program { name: "fentry_unix_dgram_sendmsg", attach: Attach::Fentry("unix_dgram_sendmsg") },
         ],
+        unpreempted: None,
         probe: Probe::Load(FENTRY_PROBE),
     },
     Family {
@@ -122,6 +175,10 @@ pub static FAMILIES: &[Family] = &[
         description: "the socket layer's sock_send_length tracepoint (6.3+)",
         object: || object!("socket.bpf.o"),
         programs: &[Program { name: "sock_send_length", attach: Attach::TpBtf("sock_send_length") }],
+        unpreempted: Some(&[Program {
+            name: "sock_send_length_perf",
+            attach: Attach::Tracepoint("sock/sock_send_length"),
+        }]),
         probe: Probe::BtfTypedef("btf_trace_sock_send_length"),
     },
     Family {
@@ -132,6 +189,7 @@ pub static FAMILIES: &[Family] = &[
             Program { name: "kretprobe_unix_sendmsg", attach: Attach::Kretprobe(SENDMSG) },
             Program { name: "kprobe_unix_sendmsg", attach: Attach::Kprobe(SENDMSG) },
         ],
+        unpreempted: None,
         probe: Probe::Path("/sys/bus/event_source/devices/kprobe/type"),
     },
     Family {
@@ -142,6 +200,10 @@ pub static FAMILIES: &[Family] = &[
             Program { name: "tp_sys_exit", attach: Attach::TpBtf("sys_exit") },
             Program { name: "tp_sys_enter", attach: Attach::TpBtf("sys_enter") },
         ],
+        unpreempted: Some(&[
+            Program { name: "tp_sys_exit_perf", attach: Attach::Tracepoint("raw_syscalls/sys_exit") },
+            Program { name: "tp_sys_enter_perf", attach: Attach::Tracepoint("raw_syscalls/sys_enter") },
+        ]),
         probe: Probe::None,
     },
 ];
@@ -179,7 +241,9 @@ pub mod maps {
     pub const EVENTS: &str = "events";
     pub const SCRATCH: &str = "scratch";
     pub const COUNTERS: &str = "counters";
-    pub const ALL: &[&str] = &[EVENTS, SCRATCH, COUNTERS];
+    /// Each thread's send between its entry and exit programs.
+    pub const INFLIGHT: &str = "inflight";
+    pub const ALL: &[&str] = &[EVENTS, SCRATCH, COUNTERS, INFLIGHT];
 }
 
 /// The global every family's object reads its settings from

@@ -3,7 +3,7 @@
 //! user's kernel first takes the path that loads it.
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
-use sockdump_ebpf::{floor, maps, probe_object, Attach, Probe, Program, FAMILIES, SETTINGS};
+use sockdump_ebpf::{floor, maps, probe_object, Attach, Preemption, Probe, Program, FAMILIES, SETTINGS};
 
 struct Parsed {
     /// (function name, section name) of every program
@@ -66,7 +66,8 @@ fn family_objects_hold_what_the_table_names() {
     let settings_size = std::mem::size_of::<sockdump_common::abi::Settings>() as u64;
     for family in FAMILIES {
         let parsed = parse(family.object());
-        check_programs(family.name, &parsed, family.programs);
+        let programs: Vec<Program> = family.all_programs().copied().collect();
+        check_programs(family.name, &parsed, &programs);
         for map in maps::ALL {
             assert!(parsed.maps.iter().any(|m| m == map), "{}: no map {map}", family.name);
         }
@@ -89,21 +90,43 @@ fn probe_and_floor_objects_hold_what_the_table_names() {
         })
         .collect();
     check_programs("probe", &parse(probe_object()), &probes);
-    let all: Vec<Program> = FAMILIES.iter().flat_map(|f| f.programs.iter().copied()).collect();
+    let all: Vec<Program> = FAMILIES.iter().flat_map(|f| f.all_programs().copied()).collect();
     check_programs("floor", &parse(floor::object()), &all);
 }
 
 #[test]
 fn families_have_unique_names_and_attach_exits_first() {
-    let is_exit =
-        |p: &Program| matches!(p.attach, Attach::Fexit(_) | Attach::Kretprobe(_) | Attach::TpBtf("sys_exit"));
+    let is_exit = |p: &Program| {
+        matches!(
+            p.attach,
+            Attach::Fexit(_)
+                | Attach::Kretprobe(_)
+                | Attach::TpBtf("sys_exit")
+                | Attach::Tracepoint("raw_syscalls/sys_exit")
+        )
+    };
     for (i, family) in FAMILIES.iter().enumerate() {
         assert!(FAMILIES[..i].iter().all(|f| f.name != family.name), "{} twice", family.name);
-        let first_entry = family.programs.iter().position(|p| !is_exit(p)).unwrap_or(family.programs.len());
-        assert!(
-            family.programs[first_entry..].iter().all(|p| !is_exit(p)),
-            "{}: an exit after an entry",
-            family.name
-        );
+        for programs in [Some(family.programs), family.unpreempted].into_iter().flatten() {
+            let first_entry = programs.iter().position(|p| !is_exit(p)).unwrap_or(programs.len());
+            assert!(
+                programs[first_entry..].iter().all(|p| !is_exit(p)),
+                "{}: an exit after an entry",
+                family.name
+            );
+        }
+    }
+}
+
+/// The programs a family falls back to where the kernel preempts its own
+/// are ones the kernel never preempts.
+#[test]
+fn unpreempted_programs_are_never_preempted() {
+    let worst = Preemption { kernel_preempts: true, raw_tracepoints_preemptible: true };
+    for family in FAMILIES {
+        for program in family.unpreempted.unwrap_or_default() {
+            assert!(!program.attach.preemptible(worst), "{}: {}", family.name, program.name);
+        }
+        assert!(family.programs_for(Preemption::default()) == Ok(family.programs), "{}", family.name);
     }
 }

@@ -19,6 +19,15 @@ pub fn listening(family: &sockdump_ebpf::Family, snapshot_length: u32) {
     ));
 }
 
+/// A forced family whose programs this kernel may preempt.
+pub fn preemptible_hook(family: &sockdump_ebpf::Family) {
+    note(format_args!(
+        "sockdump: warning: this kernel may preempt the {} hook's programs and then skips them for other sends \
+         on that CPU: those sends are missed (counted as lost); --hook auto avoids this",
+        family.name
+    ));
+}
+
 /// A non-root caller without --all-users.
 pub fn own_conversations_only(uid: u32) {
     note(format_args!(
@@ -36,8 +45,13 @@ pub fn totals(captured: u64, lost: u64) {
 pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: u64) {
     note(format_args!(
         "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, \
-         {} returns the hook never saw, {} malformed records",
-        counters.lost_ringbuf, counters.lost_mmsg, counters.lost_inflight, counters.lost_no_exit, malformed
+         {} returns the hook never saw, {} sends the kernel skipped, {} malformed records",
+        counters.lost_ringbuf,
+        counters.lost_mmsg,
+        counters.lost_inflight,
+        counters.lost_no_exit,
+        counters.lost_skipped,
+        malformed
     ));
     note(format_args!(
         "skipped: the kernel skipped sockdump's programs {skipped_runs} times (already running on that CPU)"

@@ -3,7 +3,7 @@
 
 use std::os::fd::AsFd;
 
-use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError};
+use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::btf::BtfKind;
 use sockdump_ebpf::{Attach, Family, Probe, Program};
@@ -40,12 +40,17 @@ fn missing_hint(family: &Family) -> &'static str {
     }
 }
 
-/// Loads and attaches every program of `family` in `ebpf`, returning the
-/// kretprobes sockdump owns itself; the error is one line (the whole
-/// verifier log with `verbose`).
-pub fn attach(ebpf: &mut Ebpf, family: &Family, btf: &Btf, verbose: bool) -> Result<Vec<Kretprobe>, String> {
+/// Loads and attaches `programs` of `ebpf`, returning the kretprobes
+/// sockdump owns itself; the error is one line (the whole verifier log with
+/// `verbose`).
+pub fn attach(
+    ebpf: &mut Ebpf,
+    programs: &[Program],
+    btf: &Btf,
+    verbose: bool,
+) -> Result<Vec<Kretprobe>, String> {
     let mut kretprobes = Vec::new();
-    for program in family.programs {
+    for program in programs {
         attach_program(ebpf, program, btf, verbose, &mut kretprobes)?;
     }
     Ok(kretprobes)
@@ -75,6 +80,11 @@ fn attach_program(
         Attach::TpBtf(tracepoint) => {
             let p: &mut BtfTracePoint = loaded.try_into().map_err(wrong_type)?;
             p.load(tracepoint, btf).and_then(|()| p.attach().map(drop)).map_err(|e| explain(tracepoint, e))
+        }
+        Attach::Tracepoint(tracepoint) => {
+            let p: &mut TracePoint = loaded.try_into().map_err(wrong_type)?;
+            let (category, name) = tracepoint.split_once('/').unwrap_or(("", tracepoint));
+            p.load().and_then(|()| p.attach(category, name).map(drop)).map_err(|e| explain(tracepoint, e))
         }
         Attach::Kprobe(functions) | Attach::Kretprobe(functions) => {
             let p: &mut KProbe = loaded.try_into().map_err(wrong_type)?;

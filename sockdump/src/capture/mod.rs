@@ -4,21 +4,22 @@
 
 mod attach;
 mod kretprobe;
+pub mod preemption;
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sockdump_common::{abi, Event};
-use sockdump_ebpf::{maps, Family, FAMILIES};
+use sockdump_ebpf::{maps, Attach, Family, Program, FAMILIES};
 
 use crate::privileges::{self, StillNeeded};
 use crate::pump::{Source, Waited};
-use crate::system;
+use crate::{messages, system};
 use caps::Capability;
 use kretprobe::Kretprobe;
 
@@ -154,12 +155,15 @@ pub struct KernelCounters {
     pub lost_mmsg: u64,
     pub lost_inflight: u64,
     pub lost_no_exit: u64,
+    /// Sends whose entry program the kernel skipped (already running on
+    /// that CPU, preempted there): whether the filters wanted them is unknown.
+    pub lost_skipped: u64,
 }
 
 impl KernelCounters {
     /// Messages that were sent and matched but never reached user space.
     pub fn lost(&self) -> u64 {
-        self.lost_ringbuf + self.lost_mmsg + self.lost_inflight + self.lost_no_exit
+        self.lost_ringbuf + self.lost_mmsg + self.lost_inflight + self.lost_no_exit + self.lost_skipped
     }
 }
 
@@ -172,6 +176,10 @@ pub fn remove_kernel_state_before_exit() {
 /// A running capture: programs attached, records arriving in the ring buffer.
 pub struct Capture {
     family: &'static Family,
+    /// The attached programs.
+    programs: &'static [Program],
+    /// Whether the kernel may preempt them (a forced family, warned about).
+    preempted: bool,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     /// Kretprobes sockdump made itself (see kretprobe.rs); dropping them
@@ -192,14 +200,17 @@ impl Capture {
     /// Starts capturing with the first hook family `choice` allows; `skipped`
     /// hears about each one refused before it.
     pub fn start(settings: &Settings, choice: HookChoice, skipped: impl FnMut(&HookFailure)) -> Result<Self> {
-        let (mut ebpf, kretprobes, family) = load_and_attach(settings, choice, skipped)?;
+        let (mut ebpf, kretprobes, family, programs) = load_and_attach(settings, choice, skipped)?;
         // The loader and its parsed BTF are gone: hand their memory back
         // before mapping the ring buffer, or both count in the peak RSS.
         system::release_free_memory();
+        let preempted = programs.iter().any(|p| p.attach.preemptible(preemption::current()));
         let ring = ebpf.take_map(maps::EVENTS).context("eBPF object has no events map")?;
         let counters = ebpf.take_map(maps::COUNTERS).context("eBPF object has no counters map")?;
         Ok(Capture {
             family,
+            programs,
+            preempted,
             ring: RingBuf::try_from(ring)?,
             counters: PerCpuArray::try_from(counters)?,
             kretprobes,
@@ -237,8 +248,28 @@ impl Capture {
             lost_ringbuf: read(abi::counter::LOST_RINGBUF)?,
             lost_mmsg: read(abi::counter::LOST_MMSG)?,
             lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
-            lost_no_exit: read(abi::counter::LOST_NO_EXIT)?,
+            lost_no_exit: read(abi::counter::LOST_NO_EXIT)? + self.exits_missed_at_end()?,
+            lost_skipped: self.read_skipped(|attach| attach.sees_each_unix_send_once())?,
         })
+    }
+
+    /// Sends whose entry was seen and whose exit was not, yet: the kernel
+    /// skipped the exit program if it may preempt it (a thread's next send
+    /// counts one as lost_no_exit, but not the last of a thread). Counted
+    /// only then: elsewhere such a send is still in progress.
+    fn exits_missed_at_end(&self) -> Result<u64> {
+        if !self.preempted {
+            return Ok(0);
+        }
+        let map = self.ebpf.map(maps::INFLIGHT).context("eBPF object has no in-flight map")?;
+        let inflight: HashMap<_, u64, [u8; INFLIGHT_SIZE]> = HashMap::try_from(map)?;
+        let mut pending = 0;
+        for entry in inflight.iter() {
+            let (_, value) = entry.context("cannot read the in-flight table")?;
+            // struct inflight starts with the socket; 0 once the exit ran
+            pending += u64::from(value[..8] != [0; 8]);
+        }
+        Ok(pending)
     }
 
     /// How often the kernel skipped one of the programs because it was
@@ -248,12 +279,20 @@ impl Capture {
     }
 
     fn read_skipped_runs(&self) -> Result<u64> {
+        self.read_skipped(|_| true)
+    }
+
+    /// The kernel's skips of the attached programs that `which` picks.
+    fn read_skipped(&self, which: impl Fn(&Attach) -> bool) -> Result<u64> {
         let mut total = 0;
-        for (name, program) in self.ebpf.programs() {
-            // programs of the object that this kernel did not need
-            let Ok(fd) = program.fd() else { continue };
+        for program in self.programs.iter().filter(|p| which(&p.attach)) {
+            let fd = self
+                .ebpf
+                .program(program.name)
+                .and_then(|p| p.fd().ok())
+                .with_context(|| format!("program {} is not loaded", program.name))?;
             total += recursion_misses(fd.as_fd())
-                .with_context(|| format!("cannot read the statistics of program {name}"))?;
+                .with_context(|| format!("cannot read the statistics of program {}", program.name))?;
         }
         Ok(total)
     }
@@ -301,6 +340,9 @@ impl Source for Capture {
     }
 }
 
+/// sizeof(struct inflight) in capture.h, which asserts it.
+const INFLIGHT_SIZE: usize = 80;
+
 /// Where struct bpf_prog_info (uapi) keeps recursion_misses, from 5.12.
 const RECURSION_MISSES_OFFSET: usize = 208;
 
@@ -347,7 +389,9 @@ impl Attached {
         let btf = Btf::from_sys_fs()
             .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
         let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(family.object())?;
-        let kretprobes = attach::attach(&mut ebpf, family, &btf, false).map_err(|reason| anyhow!(reason))?;
+        let programs = family.programs_for(preemption::current()).unwrap_or_else(|programs| programs);
+        let kretprobes =
+            attach::attach(&mut ebpf, programs, &btf, false).map_err(|reason| anyhow!(reason))?;
         Ok(Attached { _kretprobes: kretprobes, ebpf })
     }
 
@@ -359,11 +403,16 @@ impl Attached {
 
 /// Loads and attaches per `choice`; `skipped` hears about every hook
 /// family that was tried and refused before the one that worked.
+/// Why `--hook auto` passes over a family whose programs this kernel may preempt.
+const PREEMPTED: &str =
+    "this kernel may preempt its programs, and then skips them for other sends on that CPU";
+
 fn load_and_attach(
     settings: &Settings,
     choice: HookChoice,
     mut skipped: impl FnMut(&HookFailure),
-) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family)> {
+) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family, &'static [Program])> {
+    let preemption = preemption::current();
     system::check_btf()?;
     let nr_cpus = aya::util::nr_cpus()
         .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
@@ -390,6 +439,19 @@ fn load_and_attach(
 
     let mut failures = Vec::new();
     for family in choice.candidates() {
+        let programs = match (family.programs_for(preemption), choice) {
+            (Ok(programs), _) => programs,
+            (Err(programs), HookChoice::Only(_)) => {
+                messages::preemptible_hook(family);
+                programs
+            }
+            (Err(_), HookChoice::Auto) => {
+                let failure = HookFailure { family, reason: PREEMPTED.into() };
+                skipped(&failure);
+                failures.push(failure);
+                continue;
+            }
+        };
         // a forced hook skips the probe: loading it for real says more
         let missing = match choice {
             HookChoice::Auto => attach::missing(family, &mut loader, &btf, settings.verbose),
@@ -407,11 +469,12 @@ fn load_and_attach(
                     };
                     format!("cannot load sockdump's eBPF object (maps or CO-RE relocations){memlock}")
                 })?;
-                attach::attach(&mut ebpf, family, &btf, settings.verbose).map(|kretprobes| (ebpf, kretprobes))
+                attach::attach(&mut ebpf, programs, &btf, settings.verbose)
+                    .map(|kretprobes| (ebpf, kretprobes))
             }
         };
         match attached {
-            Ok((ebpf, kretprobes)) => return Ok((ebpf, kretprobes, family)),
+            Ok((ebpf, kretprobes)) => return Ok((ebpf, kretprobes, family, programs)),
             Err(reason) => {
                 let failure = HookFailure { family, reason };
                 skipped(&failure);

@@ -35,6 +35,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
     let mut expect_hook = None;
     let mut expect_stderr = None;
     let mut report_as = None;
+    let mut preempted = false;
     let mut names = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -44,6 +45,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--expect-hook" => expect_hook = Some(args.next().context("--expect-hook HOOK")?.clone()),
             "--expect-stderr" => expect_stderr = Some(args.next().context("--expect-stderr TEXT")?.clone()),
             "--report-as" => report_as = Some(args.next().context("--report-as NAME")?.clone()),
+            "--preempted" => preempted = true,
             name => names.push(name.to_string()),
         }
     }
@@ -52,7 +54,11 @@ fn parse_options(args: &[String]) -> Result<Options> {
         // Next to this binary, as cargo and the VM images lay them out.
         None => std::env::current_exe()?.with_file_name("sockdump"),
     };
-    Ok(Options { target: runner::Target { sockdump, hook, expect_hook, expect_stderr }, names, report_as })
+    Ok(Options {
+        target: runner::Target { sockdump, hook, expect_hook, expect_stderr, preempted },
+        names,
+        report_as,
+    })
 }
 
 fn run(options: &Options) -> Result<bool> {

@@ -85,6 +85,7 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("partial-send", partial_send),
     basic("threads", threads),
     basic("blocked-senders", blocked_senders),
+    basic("many-threads", many_threads),
     basic("forked-child", forked_child),
     basic("sendmmsg", |p| send_mmsg(p, 3)),
     basic("io-uring-send", io_uring_send),
@@ -92,7 +93,13 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("splice", splice),
     Scenario {
         name: "seg-size",
-        options: |_| vec!["--seg-size".into(), "1000".into(), "--segs-per-msg".into(), "3".into()],
+        // the ring also holds what the other sessions send meanwhile
+        // (many-threads), which its default room of 100 such messages does not
+        options: |_| {
+            ["--seg-size", "1000", "--segs-per-msg", "3", "--segs-in-buffer", "4096"]
+                .map(String::from)
+                .to_vec()
+        },
         limits: Limits { seg_size: 1000, segs_per_msg: 3 },
         exclusive: false,
         stops_itself: false,
@@ -455,16 +462,8 @@ fn threads(p: &mut Peer) -> Result<()> {
     let reader = std::thread::spawn(move || read_exact_from(&b, total));
     let writers: Vec<_> = (0..THREADS)
         .map(|t| {
-            let mut sock = a.try_clone()?;
-            Ok(std::thread::spawn(move || -> Result<Vec<(Vec<u8>, usize)>> {
-                (0..MESSAGES)
-                    .map(|m| {
-                        let msg = format!("thread-{t}-message-{m:03}|").into_bytes();
-                        let sent = sock.write(&msg)?;
-                        Ok((msg, sent))
-                    })
-                    .collect()
-            }))
+            let sock = a.try_clone()?;
+            Ok(spawn_writer(sock, (0..MESSAGES).map(move |m| format!("thread-{t}-message-{m:03}|"))))
         })
         .collect::<Result<_>>()?;
     for writer in writers {
@@ -473,6 +472,48 @@ fn threads(p: &mut Peer) -> Result<()> {
         }
     }
     reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    Ok(())
+}
+
+type Written = Result<Vec<(Vec<u8>, usize)>>;
+
+/// A thread writing each of `messages` to `sock`; it returns what it sent.
+fn spawn_writer(
+    mut sock: UnixStream,
+    messages: impl Iterator<Item = String> + Send + 'static,
+) -> std::thread::JoinHandle<Written> {
+    std::thread::spawn(move || {
+        messages
+            .map(|msg| {
+                let sent = sock.write(msg.as_bytes())?;
+                Ok((msg.into_bytes(), sent))
+            })
+            .collect()
+    })
+}
+
+/// Eight threads, each sending many messages on a socket of its own: on a
+/// kernel that preempts the programs, they are preempted mid-send.
+fn many_threads(p: &mut Peer) -> Result<()> {
+    const THREADS: usize = 8;
+    const MESSAGES: usize = 250;
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (a, b) = UnixStream::pair()?;
+            let name = inode_name(&a)?;
+            let peer = peer_pid(&a);
+            let reader =
+                std::thread::spawn(move || read_exact_from(&b, MESSAGES * "many-0-message-000|".len()));
+            let writer = spawn_writer(a, (0..MESSAGES).map(move |m| format!("many-{t}-message-{m:03}|")));
+            Ok((writer, reader, name, peer))
+        })
+        .collect::<Result<_>>()?;
+    for (writer, reader, name, peer) in writers {
+        for (msg, sent) in writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))?? {
+            p.expect(&msg, sent, &name, peer)?;
+        }
+        reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    }
     Ok(())
 }
 
