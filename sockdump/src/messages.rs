@@ -42,7 +42,7 @@ pub fn totals(captured: u64, lost: u64) {
 
 /// With -v: where the lost messages went, and how often the kernel skipped
 /// sockdump's programs.
-pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: u64) {
+pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: &[(&str, u64)]) {
     note(format_args!(
         "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, \
          {} returns the hook never saw, {} sends the kernel skipped, {} malformed records",
@@ -53,7 +53,10 @@ pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: 
         counters.lost_skipped,
         malformed
     ));
+    let total: u64 = skipped_runs.iter().map(|(_, n)| n).sum();
+    let each: Vec<String> = skipped_runs.iter().map(|(name, n)| format!("{name} {n}")).collect();
     note(format_args!(
-        "skipped: the kernel skipped sockdump's programs {skipped_runs} times (already running on that CPU)"
+        "skipped: the kernel skipped sockdump's programs {total} times (already running on that CPU): {}",
+        each.join(", ")
     ));
 }

@@ -60,7 +60,7 @@ fn capture_live(cli: &Cli) -> Result<()> {
         messages::totals(stats.captured, stats.lost);
     }
     if cli.verbose > 0 {
-        messages::kernel_counters(&capture.counters()?, totals.malformed, capture.skipped_runs()?);
+        messages::kernel_counters(&capture.counters()?, totals.malformed, &capture.skipped_runs()?);
     }
     Ok(())
 }

@@ -272,29 +272,28 @@ impl Capture {
         Ok(pending)
     }
 
-    /// How often the kernel skipped one of the programs because it was
-    /// already running on that CPU (`recursion_misses`; not counted before 5.12).
-    pub fn skipped_runs(&self) -> Result<u64> {
-        privileges::with_capability(Capability::CAP_BPF, || self.read_skipped_runs())
-    }
-
-    fn read_skipped_runs(&self) -> Result<u64> {
-        self.read_skipped(|_| true)
+    /// How often the kernel skipped each attached program (`recursion_misses`,
+    /// counted from 5.12): it was already running on that CPU, preempted
+    /// there, or a BPF map operation was (for kprobes and perf tracepoints).
+    pub fn skipped_runs(&self) -> Result<Vec<(&'static str, u64)>> {
+        privileges::with_capability(Capability::CAP_BPF, || {
+            self.programs.iter().map(|p| Ok((p.name, self.skips_of(p)?))).collect()
+        })
     }
 
     /// The kernel's skips of the attached programs that `which` picks.
     fn read_skipped(&self, which: impl Fn(&Attach) -> bool) -> Result<u64> {
-        let mut total = 0;
-        for program in self.programs.iter().filter(|p| which(&p.attach)) {
-            let fd = self
-                .ebpf
-                .program(program.name)
-                .and_then(|p| p.fd().ok())
-                .with_context(|| format!("program {} is not loaded", program.name))?;
-            total += recursion_misses(fd.as_fd())
-                .with_context(|| format!("cannot read the statistics of program {}", program.name))?;
-        }
-        Ok(total)
+        self.programs.iter().filter(|p| which(&p.attach)).map(|p| self.skips_of(p)).sum()
+    }
+
+    fn skips_of(&self, program: &Program) -> Result<u64> {
+        let fd = self
+            .ebpf
+            .program(program.name)
+            .and_then(|p| p.fd().ok())
+            .with_context(|| format!("program {} is not loaded", program.name))?;
+        recursion_misses(fd.as_fd())
+            .with_context(|| format!("cannot read the statistics of program {}", program.name))
     }
 }
 

@@ -388,14 +388,14 @@ fn check_totals(
             bail!("expected {n} lost as {counter:?}: {why}");
         }
     }
-    // a skipped program can lose a send silently, unless counted as above
-    if missed.is_some() {
-        return Ok(());
-    }
+    // A skip that lost one of the scenarios' sends shows above, as a missing
+    // record or a count; the kernel also skips programs for other syscalls
+    // (the tracepoint family runs on every one), e.g. while another
+    // sockdump's bpf() map operation is preempted on that CPU as it starts.
     if let Some(skipped) =
         stderr.iter().find(|l| l.starts_with("skipped: ") && !l.contains(" programs 0 times"))
     {
-        bail!("{skipped}");
+        println!("# {skipped}");
     }
     Ok(())
 }
