@@ -477,6 +477,14 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed], may_miss: bo
             bail!("printed a send that must not appear ({:?}): {}", forbidden.shown, describe(p));
         }
     }
+    // what a hook that may miss sends must still never do: print a send
+    // wrongly (another send's bytes or length on one of these sockets)
+    if may_miss {
+        let wrong = |p: &&&Printed| sent.iter().any(|s| s.path == p.path && s.pid == p.pid);
+        if let Some(p) = unused.iter().find(wrong) {
+            bail!("printed a record that is none of the sends on its socket: {}", describe(p));
+        }
+    }
     if scenario.exclusive {
         if let Some(p) = unused.first() {
             bail!("printed {} records beyond the expected ones, e.g. {}", unused.len(), describe(p));
@@ -588,6 +596,8 @@ mod tests {
         let bytes = [sent(Shown::Bytes)];
         assert_eq!(compare(scenario, &bytes, &[], true).unwrap(), 1);
         assert_eq!(compare(scenario, &bytes, &[printed(b"data", 4, &[])], true).unwrap(), 0);
+        assert!(compare(scenario, &bytes, &[printed(b"dat4", 4, &[])], true).is_err());
+        assert!(compare(scenario, &bytes, &[printed(b"data", 3, &[])], true).is_err());
         assert!(compare(scenario, &bytes, &[], false).is_err());
     }
 }
