@@ -2,28 +2,38 @@
 # Runs inside a VM (busybox sh, see run-in-vm): every capture scenario with
 # each hook family forced (socket: or its clean refusal before 6.3), then
 # with --hook auto, which must pick fentry (every kernel booted here has BPF
-# trampolines), or socket where the kernel preempts fentry. Then the kprobe
+# trampolines), or where the kernel preempts it socket or kprobe. Then the kprobe
 # hook with tracefs read-only (ro-tracefs). Prints the runner's
 # `RESULT <hook> <scenario> PASS|FAIL` lines for the host to collect.
 rc=0
-# From 7.0 the kernel preempts fentry programs (and tp_btf, which the socket
-# and tracepoint families then leave for perf's tracepoints): forced, fentry
-# must warn and count every send it misses as lost; auto must pass it over.
-case $(uname -r) in
-[0-6].*) preempted="" auto=fentry ;;
-*) preempted=--preempted auto=socket ;;
-esac
-# shellcheck disable=SC2086 # $preempted is one flag or none
-sockdump-scenarios run --hook fentry $preempted --sockdump /bin/sockdump || rc=1
-for hook in kprobe tracepoint; do
-	sockdump-scenarios run --hook "$hook" --sockdump /bin/sockdump || rc=1
-done
 # The socket-layer tracepoint came in 6.3: from there it must work, before
 # it must be refused cleanly.
 case $(uname -r) in
 5.* | 6.[012].*) socket=hook ;;
 *) socket=run ;;
 esac
+# From 7.0, or booted with preempt=full or lazy, the kernel preempts fentry
+# programs (from 7.0 tp_btf too, which the socket and tracepoint families
+# then leave for perf's tracepoints): forced, fentry must warn and count
+# every send it misses as lost; auto must pass it over, to socket where
+# the kernel has it, else to kprobe.
+case $(uname -r) in
+[0-6].*) new=no ;;
+*) new=yes ;;
+esac
+if [ $new = yes ] || grep -qE '(^| )preempt=(full|lazy)( |$)' /proc/cmdline; then
+	preempted=--preempted
+	auto=kprobe
+	[ $socket = run ] && auto=socket
+else
+	preempted=""
+	auto=fentry
+fi
+# shellcheck disable=SC2086 # $preempted is one flag or none
+sockdump-scenarios run --hook fentry $preempted --sockdump /bin/sockdump || rc=1
+for hook in kprobe tracepoint; do
+	sockdump-scenarios run --hook "$hook" --sockdump /bin/sockdump || rc=1
+done
 sockdump-scenarios "$socket" --hook socket --sockdump /bin/sockdump || rc=1
 sockdump-scenarios run --hook auto --expect-hook "$auto" --sockdump /bin/sockdump || rc=1
 
