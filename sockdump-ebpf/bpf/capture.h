@@ -19,7 +19,7 @@ const volatile struct sockdump_settings settings = {
 	.wakeup_bytes = 1,
 };
 
-/* A program may be preempted on its CPU (trampolines, and tp_btf from 6.19
+/* A program may be preempted on its CPU (trampolines, and tp_btf from 7.0
  * on preemptible kernels: only migration is disabled), but the kernel never
  * runs a program while the same program is running or preempted on that CPU
  * (it skips it: recursion_misses). So each program that records gets its own
@@ -486,12 +486,22 @@ static __always_inline bool claim_send(struct inflight *f, const struct socket *
 	return true;
 }
 
+/* What the exiting send shows of itself, to check the entry it takes
+ * against; 0 or ITER_LEFT_UNKNOWN where a hook does not know. */
+struct exit_view {
+	__u64 sock; /* struct socket * */
+	__u64 ubuf; /* the user buffer of an ITER_UBUF (6.0+: write, send, sendto) */
+	__u64 left; /* bytes left in the iterator */
+};
+
 /* Moves the thread's in-flight send into its scratch slot; its table slot
- * is marked consumed (sock = 0) for the next send. `left` is what the
- * exiting send left in its iterator: an entry whose bytes less `sent` do not
- * come to it belongs to an earlier send whose exit the kernel skipped (this
- * send's entry was skipped too), and is dropped as lost. */
-static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, __u64 left)
+ * is marked consumed (sock = 0) for the next send. Where the kernel may skip
+ * programs, the entry can belong to an earlier send whose exit was skipped
+ * (this send's entry was skipped too): the entry must be on this send's
+ * socket, from its user buffer, and its iterator must have held at least
+ * what this send consumed and left (less on a partial send, which consumed
+ * more than it sent), or it is dropped as lost. */
+static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, const struct exit_view *exit)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *stored = bpf_map_lookup_elem(&inflight, &pid_tgid);
@@ -499,8 +509,10 @@ static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, __u64 l
 
 	if (!stored || !stored->sock)
 		return NULL;
-	if (left != ITER_LEFT_UNKNOWN && stored->iter_left != ITER_LEFT_UNKNOWN && sent >= 0 &&
-	    stored->iter_left != left + sent) {
+	if ((exit->sock && stored->sock != exit->sock) ||
+	    (exit->ubuf && (stored->buffer.kind != BUFFER_USER || stored->buffer.base != exit->ubuf)) ||
+	    (exit->left != ITER_LEFT_UNKNOWN && stored->iter_left != ITER_LEFT_UNKNOWN && sent >= 0 &&
+	     stored->iter_left < exit->left + sent)) {
 		count(SOCKDUMP_LOST_NO_EXIT, 1);
 		stored->sock = 0;
 		return NULL;
@@ -800,9 +812,9 @@ static __always_inline int sendmsg_enter(const struct socket *sock, const struct
 	return 0;
 }
 
-static __always_inline int sendmsg_exit(__s64 ret, __u32 slot, __u64 iter_left)
+static __always_inline int sendmsg_exit(__s64 ret, __u32 slot, const struct exit_view *exit)
 {
-	if (take_exit(slot, ret, iter_left))
+	if (take_exit(slot, ret, exit))
 		record_pending(ret, slot);
 	return 0;
 }

@@ -12,12 +12,14 @@
 SEC("kprobe")
 int BPF_KPROBE(kprobe_unix_sendmsg, struct socket *sock, struct msghdr *msg)
 {
-	/* kprobes are never preempted: entries are not skipped */
+	/* a kretprobe has no arguments to check an entry against */
 	return sendmsg_enter(sock, msg, ITER_LEFT_UNKNOWN);
 }
 
 SEC("kretprobe")
 int BPF_KRETPROBE(kretprobe_unix_sendmsg, int ret)
 {
-	return sendmsg_exit(ret, SLOT_STREAM, ITER_LEFT_UNKNOWN);
+	const struct exit_view unknown = { .left = ITER_LEFT_UNKNOWN };
+
+	return sendmsg_exit(ret, SLOT_STREAM, &unknown);
 }

@@ -204,7 +204,8 @@ struct sock_msg_length_record {
 /*
  * The same tracepoint through perf, for kernels that run tp_btf programs
  * preemptible (see README, Hooks): perf's handler keeps preemption off, so
- * the kernel never skips this program for another task's send.
+ * another task's preempted program never makes the kernel skip this one (a
+ * preempted bpf() map operation still can: docs/DESIGN.md).
  */
 SEC("tracepoint/sock/sock_send_length")
 int sock_send_length_perf(struct sock_msg_length_record *record)

@@ -6,8 +6,8 @@
  * sends below. Raw tracepoints skip the perf event layer that the
  * per-syscall tracepoints go through, which costs several times more here.
  *
- * From 7.2 they run tp_btf programs preemptible: there the same code
- * attaches through perf (docs/DESIGN.md).
+ * From 7.2 they run tp_btf programs preemptible; from 7.0, as for the
+ * other tracepoints, the same code attaches through perf (docs/DESIGN.md).
  *
  * They see only sends made by these syscalls from 64-bit processes: not
  * io_uring, splice or sendfile, 32-bit processes, nor sends made by the
@@ -139,7 +139,7 @@ static __always_inline int syscall_exit(long id, long ret)
 	default:
 		return 0;
 	}
-	s = take_exit(SLOT_STREAM, ret, ITER_LEFT_UNKNOWN);
+	s = take_exit(SLOT_STREAM, ret, &(struct exit_view){ .left = ITER_LEFT_UNKNOWN });
 	/* 0 is a send too: an empty datagram (record_pending skips empty stream writes) */
 	if (!s || ret < 0)
 		return 0;
@@ -198,8 +198,9 @@ struct sys_exit_record {
 /*
  * The same tracepoints through perf, for kernels that run tp_btf programs
  * preemptible (see README, Hooks): perf's handler keeps preemption off, so
- * the kernel never skips these programs for another task's syscall. Each
- * firing costs more than through tp_btf.
+ * another task's preempted program never makes the kernel skip these (a
+ * preempted bpf() map operation still can: docs/DESIGN.md). Each firing
+ * costs more than through tp_btf.
  */
 SEC("tracepoint/raw_syscalls/sys_enter")
 int tp_sys_enter_perf(struct sys_enter_record *record)

@@ -59,11 +59,17 @@ impl Attach {
         }
     }
 
-    /// Whether each firing is exactly one send on a unix socket, so that
-    /// each time the kernel skips the program a send is lost unseen (an exit
-    /// program's skip is found later, by the thread's next entry).
-    pub fn sees_each_unix_send_once(&self) -> bool {
-        matches!(self, Attach::Fentry(_) | Attach::Kprobe(_))
+    /// Whether each firing starts (or is) one send, so that each time the
+    /// kernel skips the program a send may be lost unseen: a unix send for
+    /// fentry and kprobe, any socket's send for sock_send_length. An exit
+    /// program's skip is found later, by the thread's next entry; the
+    /// syscall tracepoints fire for every syscall.
+    pub fn starts_a_send(&self) -> bool {
+        match self {
+            Attach::Fentry(_) | Attach::Kprobe(_) => true,
+            Attach::TpBtf(target) | Attach::Tracepoint(target) => target.ends_with("sock_send_length"),
+            Attach::Fexit(_) | Attach::Kretprobe(_) => false,
+        }
     }
 
     /// Whether a kernel that preempts as `kernel` says may preempt a program
@@ -86,7 +92,7 @@ pub struct Preemption {
     /// Kernel code can be preempted: the full, lazy or RT model.
     pub kernel_preempts: bool,
     /// Raw tracepoints (tp_btf) run their programs with only migration
-    /// disabled: Linux 6.19 and later.
+    /// disabled: Linux 7.0 and later.
     pub raw_tracepoints_preemptible: bool,
 }
 

@@ -56,7 +56,7 @@ pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: 
     let total: u64 = skipped_runs.iter().map(|(_, n)| n).sum();
     let each: Vec<String> = skipped_runs.iter().map(|(name, n)| format!("{name} {n}")).collect();
     note(format_args!(
-        "skipped: the kernel skipped sockdump's programs {total} times (already running on that CPU): {}",
+        "skipped: the kernel skipped sockdump's programs {total} times (already running or preempted on that CPU): {}",
         each.join(", ")
     ));
 }

@@ -156,7 +156,8 @@ pub struct KernelCounters {
     pub lost_inflight: u64,
     pub lost_no_exit: u64,
     /// Sends whose entry program the kernel skipped (already running on
-    /// that CPU, preempted there): whether the filters wanted them is unknown.
+    /// that CPU, preempted there, or a bpf() map operation was): whether the
+    /// filters wanted them, or they were unix sends at all, is unknown.
     pub lost_skipped: u64,
 }
 
@@ -249,7 +250,7 @@ impl Capture {
             lost_mmsg: read(abi::counter::LOST_MMSG)?,
             lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
             lost_no_exit: read(abi::counter::LOST_NO_EXIT)? + self.exits_missed_at_end()?,
-            lost_skipped: self.read_skipped(|attach| attach.sees_each_unix_send_once())?,
+            lost_skipped: self.read_skipped(|attach| attach.starts_a_send())?,
         })
     }
 

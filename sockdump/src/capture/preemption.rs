@@ -1,7 +1,8 @@
 //! Whether the running kernel may preempt sockdump's programs, which makes
 //! it skip them for other tasks' sends (docs/DESIGN.md, "Preemptible
-//! programs"). Read from what needs no debugfs: the release, the build's
-//! preemption flags (`uname -v`), `preempt=` and the build config.
+//! programs"). Read from the release, the model debugfs shows where it is
+//! mounted and readable, else the build's preemption flags (`uname -v`),
+//! `preempt=` and the build config in /boot.
 
 use sockdump_ebpf::Preemption;
 
@@ -11,7 +12,24 @@ pub fn current() -> Preemption {
     let release = read("/proc/sys/kernel/osrelease");
     let release = release.trim();
     let config = std::fs::read_to_string(format!("/boot/config-{release}")).ok();
-    of(release, &read("/proc/sys/kernel/version"), &read("/proc/cmdline"), config.as_deref())
+    of(&Kernel {
+        release,
+        version: &read("/proc/sys/kernel/version"),
+        debugfs_model: &read("/sys/kernel/debug/sched/preempt"),
+        cmdline: &read("/proc/cmdline"),
+        config: config.as_deref(),
+    })
+}
+
+/// What the kernel says of itself (each empty or None where unreadable).
+struct Kernel<'a> {
+    release: &'a str,
+    /// `uname -v`
+    version: &'a str,
+    /// debugfs `sched/preempt`: the models, the running one in parentheses
+    debugfs_model: &'a str,
+    cmdline: &'a str,
+    config: Option<&'a str>,
 }
 
 /// From 7.0 (commit 7dadeaa6e851) x86 and arm64 only offer the full and
@@ -19,29 +37,35 @@ pub fn current() -> Preemption {
 /// programs with only migration disabled.
 const ALWAYS_PREEMPTS: (u32, u32) = (7, 0);
 
-fn of(release: &str, version: &str, cmdline: &str, config: Option<&str>) -> Preemption {
-    let new = version_of(release).is_some_and(|v| v >= ALWAYS_PREEMPTS);
-    Preemption {
-        kernel_preempts: new || model_preempts(version, cmdline, config),
-        raw_tracepoints_preemptible: new,
-    }
+fn of(kernel: &Kernel) -> Preemption {
+    let new = version_of(kernel.release).is_some_and(|v| v >= ALWAYS_PREEMPTS);
+    Preemption { kernel_preempts: new || model_preempts(kernel), raw_tracepoints_preemptible: new }
 }
 
-/// Before 7.0: `uname -v` names one flag, the last of PREEMPT, PREEMPT_DYNAMIC
-/// and PREEMPT_RT the build has; a dynamic kernel runs the model `preempt=`
-/// names, else its config's. Unknown counts as the distributions' voluntary.
-fn model_preempts(version: &str, cmdline: &str, config: Option<&str>) -> bool {
-    let flags: Vec<&str> = version.split_whitespace().collect();
+/// Before 7.0: debugfs names the running model (`none voluntary (full)`);
+/// else `uname -v` names one flag, the last of PREEMPT, PREEMPT_DYNAMIC and
+/// PREEMPT_RT the build has, and a dynamic kernel runs the model the last
+/// `preempt=` names, else its config's. Unknown counts as the distributions'
+/// voluntary.
+fn model_preempts(kernel: &Kernel) -> bool {
+    let running =
+        kernel.debugfs_model.split_whitespace().find_map(|m| m.strip_prefix('(')?.strip_suffix(')'));
+    if let Some(model) = running {
+        return matches!(model, "full" | "lazy");
+    }
+    let flags: Vec<&str> = kernel.version.split_whitespace().collect();
     if flags.contains(&"PREEMPT_RT") || flags.contains(&"PREEMPT") {
         return true;
     }
     if !flags.contains(&"PREEMPT_DYNAMIC") {
         return false;
     }
-    if let Some(mode) = cmdline.split_whitespace().find_map(|arg| arg.strip_prefix("preempt=")) {
+    if let Some(mode) =
+        kernel.cmdline.split_whitespace().filter_map(|arg| arg.strip_prefix("preempt=")).next_back()
+    {
         return matches!(mode, "full" | "lazy");
     }
-    config.is_some_and(|config| {
+    kernel.config.is_some_and(|config| {
         config.lines().any(|line| line == "CONFIG_PREEMPT=y" || line == "CONFIG_PREEMPT_LAZY=y")
     })
 }
@@ -57,6 +81,10 @@ mod tests {
     use super::*;
 
     const DYNAMIC: &str = "#1 SMP PREEMPT_DYNAMIC Debian 6.12.95-1~bpo12+1 (2026-09-01)";
+
+    fn of(release: &str, version: &str, cmdline: &str, config: Option<&str>) -> Preemption {
+        super::of(&Kernel { release, version, debugfs_model: "", cmdline, config })
+    }
 
     #[test]
     fn from_7_0_every_kernel_preempts_and_so_do_tracepoints() {
@@ -82,6 +110,23 @@ mod tests {
         assert!(of("5.10.0", "#1 SMP PREEMPT Mon", "", None).kernel_preempts);
         assert!(!of("5.10.0-46-amd64", "#1 SMP Debian 5.10.262-1", "", None).kernel_preempts);
         assert!(!of("6.18.0", "#1 SMP PREEMPT_DYNAMIC @0", "console=ttyS0", None).kernel_preempts);
+    }
+
+    #[test]
+    fn the_last_preempt_parameter_and_the_model_debugfs_shows_win() {
+        assert!(of("6.12.95", DYNAMIC, "preempt=none preempt=full", None).kernel_preempts);
+        assert!(!of("6.12.95", DYNAMIC, "preempt=full preempt=voluntary", None).kernel_preempts);
+        let kernel = |debugfs_model| Kernel {
+            release: "6.12.95",
+            version: DYNAMIC,
+            debugfs_model,
+            cmdline: "preempt=voluntary",
+            config: Some("CONFIG_PREEMPT_VOLUNTARY=y"),
+        };
+        assert!(super::of(&kernel("none voluntary (full) lazy\n")).kernel_preempts);
+        assert!(super::of(&kernel("none voluntary full (lazy)\n")).kernel_preempts);
+        assert!(!super::of(&kernel("none (voluntary) full\n")).kernel_preempts);
+        assert!(!super::of(&kernel("")).kernel_preempts);
     }
 
     #[test]

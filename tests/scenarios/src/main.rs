@@ -15,7 +15,7 @@ mod peer;
 mod runner;
 mod scenarios;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -108,17 +108,22 @@ fn refused(options: &Options) -> Result<Option<bool>> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    // The first line says it: `listening` (the kernel has the hook; sockdump
-    // then runs until stopped) or the error, after which stderr ends.
+    // `listening` (the kernel has the hook, perhaps after a warning; sockdump
+    // then runs until stopped), or the error, after which stderr ends.
     let mut lines = BufReader::new(probe.stderr.take().context("stderr")?);
     let mut stderr = String::new();
-    lines.read_line(&mut stderr)?;
-    if stderr.starts_with("listening") {
-        let _ = probe.kill();
-        probe.wait()?;
-        return Ok(None);
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line)? == 0 {
+            break;
+        }
+        if line.starts_with("listening") {
+            let _ = probe.kill();
+            probe.wait()?;
+            return Ok(None);
+        }
+        stderr += &line;
     }
-    lines.read_to_string(&mut stderr)?;
     let status = probe.wait()?;
     let expected = format!("sockdump: --hook {hook} is not available on this kernel: ");
     let ok = !status.success()

@@ -81,6 +81,8 @@ struct Sockdump {
     process: Child,
     /// The hook family it listens with.
     family: String,
+    /// It warned that the kernel may preempt that family's programs.
+    preempted: bool,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
     stderr_lines: Vec<String>,
@@ -95,9 +97,9 @@ pub struct Target {
     pub expect_hook: Option<String>,
     /// Text sockdump (run with -v) must print before it listens.
     pub expect_stderr: Option<String>,
-    /// The kernel may preempt the forced hook's programs: sockdump must warn
-    /// so, and every send it misses must be counted lost (which, the kernel
-    /// not saying whose send it skipped, may also count other sends).
+    /// The kernel preempts the forced hook's programs: sockdump must warn so.
+    /// Wherever it warns, every send it misses must be counted lost (which,
+    /// the kernel not saying whose send it skipped, may count other sends).
     pub preempted: bool,
 }
 
@@ -111,13 +113,8 @@ impl Target {
                 bail!("expected hook {hook}, sockdump says: {listening}");
             }
         }
-        let warned = stderr.iter().any(|line| line.contains(PREEMPTED_WARNING));
-        if warned != self.preempted {
-            bail!(
-                "sockdump {} warn that the kernel may preempt the hook: {}",
-                if warned { "did" } else { "did not" },
-                stderr.join(" | ")
-            );
+        if self.preempted && !warned(stderr) {
+            bail!("sockdump did not warn that the kernel may preempt the hook: {}", stderr.join(" | "));
         }
         if let Some(text) = &self.expect_stderr {
             if !stderr.iter().any(|line| line.contains(text.as_str())) {
@@ -128,8 +125,11 @@ impl Target {
     }
 }
 
-/// What sockdump says when a forced hook's programs may be preempted.
-const PREEMPTED_WARNING: &str = "may preempt the";
+/// Whether sockdump said, before listening, that the kernel may preempt the
+/// forced hook's programs.
+fn warned(stderr: &[String]) -> bool {
+    stderr.iter().any(|line| line.contains("may preempt the"))
+}
 
 /// The family in `listening on unix sockets, hook FAMILY (...`, the last of `stderr`.
 fn family(stderr: &[String]) -> Result<String> {
@@ -166,7 +166,14 @@ impl Sockdump {
             .with_context(|| format!("cannot start {}", target.sockdump.display()))?;
         let stdout = collect_lines(process.stdout.take().context("sockdump stdout")?);
         let stderr = collect_lines(process.stderr.take().context("sockdump stderr")?);
-        let mut me = Sockdump { process, family: String::new(), stdout, stderr, stderr_lines: Vec::new() };
+        let mut me = Sockdump {
+            process,
+            family: String::new(),
+            preempted: false,
+            stdout,
+            stderr,
+            stderr_lines: Vec::new(),
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -176,7 +183,10 @@ impl Sockdump {
                     me.stderr_lines.push(line);
                     if live {
                         match target.check_start(&me.stderr_lines).and_then(|()| family(&me.stderr_lines)) {
-                            Ok(family) => me.family = family,
+                            Ok(family) => {
+                                me.family = family;
+                                me.preempted = warned(&me.stderr_lines);
+                            }
                             Err(err) => {
                                 let _ = me.process.kill();
                                 return Err(err);
@@ -269,7 +279,7 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
     let mut outcomes = Vec::new();
     for (peers, started) in started {
         let names: Vec<&'static str> = peers.iter().map(|p| p.scenario.name).collect();
-        let result = started.and_then(|capture| run_session(capture, peers, target.preempted));
+        let result = started.and_then(|capture| run_session(capture, peers));
         match result {
             Ok(mut results) => outcomes.append(&mut results),
             Err(err) => outcomes.extend(
@@ -280,9 +290,10 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
     Ok(outcomes)
 }
 
-/// With `preempted`, sends the kernel made sockdump miss are allowed, as
-/// long as the totals count them lost.
-fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>, preempted: bool) -> Result<Vec<Outcome>> {
+/// Where sockdump warned that the kernel may preempt its programs, sends it
+/// missed are allowed, as long as the totals count them lost.
+fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Outcome>> {
+    let preempted = capture.preempted;
     let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
     for peer in &mut peers {
         peer.go(&capture.family)?;
