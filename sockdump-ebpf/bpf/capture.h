@@ -49,9 +49,10 @@ struct inflight {
 	__u16 type;        /* the socket type (SOCK_STREAM, ...) */
 	__u8 pad2[6];
 	__u64 iter_left;   /* bytes in the msghdr's iterator at entry, or ITER_LEFT_UNKNOWN */
+	__u64 first_base;  /* where the first segment's bytes start, if iter_left is known */
 };
 /* user space reads `sock` of every entry left when a capture ends (capture/mod.rs) */
-_Static_assert(sizeof(struct inflight) == 80, "INFLIGHT_SIZE in sockdump/src/capture/mod.rs");
+_Static_assert(sizeof(struct inflight) == 88, "INFLIGHT_SIZE in sockdump/src/capture/mod.rs");
 
 /* A hook that cannot read the iterator cheaply does not check it. */
 #define ITER_LEFT_UNKNOWN (~0ULL)
@@ -486,19 +487,38 @@ static __always_inline bool claim_send(struct inflight *f, const struct socket *
 	return true;
 }
 
+/* Where the first segment of a send's bytes starts. An iovec array on the
+ * kernel stack (6.1's write() and sendto()) sits at the same address for
+ * every send of a thread, but each send writes its own buffer into it; a
+ * freed array reads back as something else. 0 where it cannot be read. */
+static __always_inline __u64 first_base(const struct buffer_view *b)
+{
+	const struct iovec *first = (const struct iovec *)b->base;
+	__u64 base = 0;
+
+	if (b->kind == BUFFER_USER)
+		return b->base;
+	if (b->kind == BUFFER_USER_IOV || b->kind == BUFFER_KERNEL_IOV)
+		bpf_probe_read_kernel(&base, sizeof(base), &first->iov_base);
+	else if (b->kind == BUFFER_USER_IOV_IN_USER)
+		bpf_probe_read_user(&base, sizeof(base), &first->iov_base);
+	return base;
+}
+
 /* What the exiting send shows of itself, to check the entry it takes
  * against; 0 or ITER_LEFT_UNKNOWN where a hook does not know. */
 struct exit_view {
 	__u64 sock; /* struct socket * */
 	__u64 ubuf; /* the user buffer of an ITER_UBUF (6.0+: write, send, sendto) */
-	__u64 left; /* bytes left in the iterator */
+	__u64 left; /* bytes left in the iterator; where known, the first segment
+		     * of an iovec must still be the entry's */
 };
 
 /* Moves the thread's in-flight send into its scratch slot; its table slot
  * is marked consumed (sock = 0) for the next send. Where the kernel may skip
  * programs, the entry can belong to an earlier send whose exit was skipped
  * (this send's entry was skipped too): the entry must be on this send's
- * socket, from its user buffer, and its iterator must have held at least
+ * socket, from its user buffer (or first iovec segment), and its iterator must have held at least
  * what this send consumed and left (less on a partial send, which consumed
  * more than it sent), or it is dropped as lost. */
 static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, const struct exit_view *exit)
@@ -511,6 +531,7 @@ static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, const s
 		return NULL;
 	if ((exit->sock && stored->sock != exit->sock) ||
 	    (exit->ubuf && (stored->buffer.kind != BUFFER_USER || stored->buffer.base != exit->ubuf)) ||
+	    (exit->left != ITER_LEFT_UNKNOWN && !exit->ubuf && stored->first_base != first_base(&stored->buffer)) ||
 	    (exit->left != ITER_LEFT_UNKNOWN && stored->iter_left != ITER_LEFT_UNKNOWN && sent >= 0 &&
 	     stored->iter_left < exit->left + sent)) {
 		count(SOCKDUMP_LOST_NO_EXIT, 1);
@@ -808,6 +829,9 @@ static __always_inline int sendmsg_enter(const struct socket *sock, const struct
 	if (!claim_send(&f, sock, &v))
 		return 0;
 	read_iter(&msg->msg_iter, &f.buffer);
+	/* only a hook that checks its exits (it knows iter_left) needs it */
+	if (iter_left != ITER_LEFT_UNKNOWN)
+		f.first_base = first_base(&f.buffer);
 	remember_send(&f);
 	return 0;
 }

@@ -341,7 +341,7 @@ impl Source for Capture {
 }
 
 /// sizeof(struct inflight) in capture.h, which asserts it.
-const INFLIGHT_SIZE: usize = 80;
+const INFLIGHT_SIZE: usize = 88;
 
 /// Where struct bpf_prog_info (uapi) keeps recursion_misses, from 5.12.
 const RECURSION_MISSES_OFFSET: usize = 208;
