@@ -506,19 +506,38 @@ static __always_inline __u64 first_base(const struct buffer_view *b)
 }
 
 /* What the exiting send shows of itself, to check the entry it takes
- * against; 0 or ITER_LEFT_UNKNOWN where a hook does not know. */
+ * against; where `left` is ITER_LEFT_UNKNOWN the hook knows nothing. */
 struct exit_view {
 	__u64 sock; /* struct socket * */
-	__u64 ubuf; /* the user buffer of an ITER_UBUF (6.0+: write, send, sendto) */
-	__u64 left; /* bytes left in the iterator; where known, the first segment
-		     * of an iovec must still be the entry's */
+	__u64 left; /* bytes left in the iterator */
+	struct buffer_view now; /* the iterator as the send left it */
 };
+
+/* Whether `now`, a send's iterator at its exit, is where the entry saw
+ * `entry`. A user buffer stays put. An iovec array does too, the iterator
+ * moved past the segments consumed; and since an array on the kernel
+ * stack (6.1's write(), sendto(), writev()) sits at the same address for
+ * each send of a thread, its first segment must still be the entry's. */
+static __always_inline bool same_buffer(const struct buffer_view *entry, __u64 entry_first,
+					const struct buffer_view *now)
+{
+	__u64 moved = now->base - entry->base;
+
+	if (now->kind != entry->kind)
+		return false;
+	if (now->kind == BUFFER_USER)
+		return now->base == entry->base;
+	if (now->kind == BUFFER_NONE)
+		return true;
+	return now->base >= entry->base && moved % sizeof(struct iovec) == 0 &&
+	       moved / sizeof(struct iovec) + now->nr_segs == entry->nr_segs && first_base(entry) == entry_first;
+}
 
 /* Moves the thread's in-flight send into its scratch slot; its table slot
  * is marked consumed (sock = 0) for the next send. Where the kernel may skip
  * programs, the entry can belong to an earlier send whose exit was skipped
  * (this send's entry was skipped too): the entry must be on this send's
- * socket, from its user buffer (or first iovec segment), and its iterator must have held at least
+ * socket, with its buffer (same_buffer), and its iterator must have held at least
  * what this send consumed and left (less on a partial send, which consumed
  * more than it sent), or it is dropped as lost. */
 static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, const struct exit_view *exit)
@@ -530,10 +549,9 @@ static __always_inline struct scratch *take_exit(__u32 slot, __s64 sent, const s
 	if (!stored || !stored->sock)
 		return NULL;
 	if ((exit->sock && stored->sock != exit->sock) ||
-	    (exit->ubuf && (stored->buffer.kind != BUFFER_USER || stored->buffer.base != exit->ubuf)) ||
-	    (exit->left != ITER_LEFT_UNKNOWN && !exit->ubuf && stored->first_base != first_base(&stored->buffer)) ||
-	    (exit->left != ITER_LEFT_UNKNOWN && stored->iter_left != ITER_LEFT_UNKNOWN && sent >= 0 &&
-	     stored->iter_left < exit->left + sent)) {
+	    (exit->left != ITER_LEFT_UNKNOWN && stored->iter_left != ITER_LEFT_UNKNOWN &&
+	     (!same_buffer(&stored->buffer, stored->first_base, &exit->now) ||
+	      (sent >= 0 && stored->iter_left < exit->left + sent)))) {
 		count(SOCKDUMP_LOST_NO_EXIT, 1);
 		stored->sock = 0;
 		return NULL;

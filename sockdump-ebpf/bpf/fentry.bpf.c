@@ -7,16 +7,6 @@
 #include "capture.h"
 #include <bpf/bpf_tracing.h>
 
-/* The user buffer of an ITER_UBUF iterator (6.0+: write, send, sendto),
- * which stays put while the kernel consumes it; 0 for any other. */
-static __always_inline __u64 ubuf_of(const struct iov_iter *it)
-{
-	if (!bpf_core_field_exists(it->ubuf) || !bpf_core_enum_value_exists(enum iter_type, ITER_UBUF) ||
-	    it->iter_type != bpf_core_enum_value(enum iter_type, ITER_UBUF))
-		return 0;
-	return (__u64)it->ubuf;
-}
-
 /* The entry and exit programs of one sendmsg function; each exit program
  * has its own scratch slot, since fexit programs can be preempted. What the
  * exit sees of the send pairs it with its entry where the kernel skipped
@@ -31,11 +21,9 @@ static __always_inline __u64 ubuf_of(const struct iov_iter *it)
 	SEC("fexit/" #function)                                                                    \
 	int BPF_PROG(fexit_##function, struct socket *sock, struct msghdr *msg, __u64 len, int ret) \
 	{                                                                                          \
-		const struct exit_view exit = {                                                    \
-			.sock = (__u64)sock,                                                       \
-			.ubuf = ubuf_of(&msg->msg_iter),                                           \
-			.left = msg->msg_iter.count,                                               \
-		};                                                                                 \
+		struct exit_view exit = { .sock = (__u64)sock, .left = msg->msg_iter.count };     \
+                                                                                                   \
+		read_iter(&msg->msg_iter, &exit.now);                                              \
 		return sendmsg_exit(ret, slot, &exit);                                             \
 	}
 
