@@ -24,6 +24,14 @@ local f = {
     comm = ProtoField.string("sockdump.comm", "Command"),
     peer_pid = ProtoField.uint32("sockdump.peer_pid", "Peer PID", base.DEC, nil, nil,
         "SO_PEERCRED pid of the sending socket (0: unknown)"),
+    reader_pid = ProtoField.uint32("sockdump.reader_pid", "Reader PID", base.DEC, nil, nil,
+        "The process that read the message (its first byte)"),
+    reader_tid = ProtoField.uint32("sockdump.reader_tid", "Reader TID"),
+    reader_comm = ProtoField.string("sockdump.reader_comm", "Reader command"),
+    readers = ProtoField.uint32("sockdump.readers", "Readers", base.DEC, nil, nil,
+        "Threads that read parts of the message"),
+    reader_seen = ProtoField.bool("sockdump.reader_seen", "Reader seen", base.NONE, nil, nil,
+        "Whether a read of the message was seen (false: only SO_PEERCRED's pid is known)"),
     path = ProtoField.string("sockdump.path", "Socket path", "The sender's own name (@ for abstract names; empty: unnamed)"),
     peer_path = ProtoField.string("sockdump.peer_path", "Peer path", "The peer's name, or the destination of an unconnected send"),
     type = ProtoField.string("sockdump.type", "Socket type"),
@@ -168,6 +176,15 @@ function comment_proto.dissector(tvb, pinfo, tree)
             local comm = printable(unescape(t.comm or ""))
             st:add(f.comm, comm):set_generated()
             num(f.peer_pid, "peer_pid")
+            if t.reader_pid then
+                num(f.reader_pid, "reader_pid")
+                num(f.reader_tid, "reader_tid")
+                st:add(f.reader_comm, printable(unescape(t.reader_comm or ""))):set_generated()
+                st:add(f.readers, tonumber(t.readers or "1")):set_generated()
+                st:add(f.reader_seen, true):set_generated()
+            elseif t.reader == "none" then
+                st:add(f.reader_seen, false):set_generated()
+            end
             local path = show_comment_name(t.path or "")
             local peer = show_comment_name(t.peer_path or "")
             st:add(f.path, path):set_generated()
@@ -193,7 +210,11 @@ function comment_proto.dissector(tvb, pinfo, tree)
                     st:add(f.parts, tonumber(n)):set_generated()
                 end
             end
-            st:append_text(": " .. info_text(t.pid or "?", comm, path, peer))
+            local text = info_text(t.pid or "?", comm, path, peer)
+            if t.reader_pid then
+                text = text .. string.format(", read by pid %s %s", t.reader_pid, printable(unescape(t.reader_comm or "")))
+            end
+            st:append_text(": " .. text)
             return
         end
     end

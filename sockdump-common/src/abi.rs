@@ -28,7 +28,8 @@ pub mod counter {
     pub const LOST_MMSG: u32 = 1;
     pub const LOST_INFLIGHT: u32 = 2;
     pub const LOST_NO_EXIT: u32 = 3;
-    pub const COUNT: u32 = 4;
+    pub const LOST_READS: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// `enum sockdump_sock_type`
@@ -69,6 +70,8 @@ pub mod event {
     pub const COMM: Field = field("comm", 56, COMM_LEN);
     pub const PATH: Field = field("path", 72, PATH_MAX);
     pub const PEER_PATH: Field = field("peer_path", 180, PATH_MAX);
+    pub const RX_SOCK: Field = field("rx_sock", 288, 8);
+    pub const RX_POS: Field = field("rx_pos", 296, 8);
 
     /// Every named field, in order.
     pub const FIELDS: &[Field] = &[
@@ -87,10 +90,31 @@ pub mod event {
         COMM,
         PATH,
         PEER_PATH,
+        RX_SOCK,
+        RX_POS,
     ];
 
     /// `sizeof(struct sockdump_event)`
-    pub const SIZE: usize = 288;
+    pub const SIZE: usize = 304;
+}
+
+/// Layout of `struct sockdump_read`, a record of the `reads` ring buffer.
+pub mod read {
+    use super::{field, Field, COMM_LEN};
+
+    pub const TIMESTAMP_NS: Field = field("timestamp_ns", 0, 8);
+    pub const RX_SOCK: Field = field("rx_sock", 8, 8);
+    pub const POS: Field = field("pos", 16, 8);
+    pub const UNITS: Field = field("units", 24, 4);
+    pub const PID: Field = field("pid", 28, 4);
+    pub const TID: Field = field("tid", 32, 4);
+    pub const COMM: Field = field("comm", 40, COMM_LEN);
+
+    /// Every named field, in order.
+    pub const FIELDS: &[Field] = &[TIMESTAMP_NS, RX_SOCK, POS, UNITS, PID, TID, COMM];
+
+    /// `sizeof(struct sockdump_read)`
+    pub const SIZE: usize = 56;
 }
 
 /// `struct sockdump_settings`: what the programs are loaded with (the
@@ -114,7 +138,7 @@ pub struct Settings {
     pub exclude_tgid: u32,
     pub filter_comm: [u8; COMM_LEN],
     pub filter_path: [u8; PATH_MAX],
-    pub pad1: [u8; 4],
+    pub readers: u32,
 }
 
 impl Settings {
@@ -136,7 +160,7 @@ impl Settings {
         exclude_tgid: 0,
         filter_comm: [0; COMM_LEN],
         filter_path: [0; PATH_MAX],
-        pad1: [0; 4],
+        readers: 0,
     };
 
     /// The bytes the `settings` global is overwritten with.

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::abi::{self, event as layout, Field};
+use crate::abi::{self, event as layout, Field, COMM_LEN};
 use crate::bytes::{u16_at, u32_at, u64_at, NativeEndian};
 
 /// Why a ring buffer record is not a valid event.
@@ -129,6 +129,40 @@ impl EventFlags {
     }
 }
 
+/// A thread's name as the kernel keeps it: at most 15 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Comm([u8; COMM_LEN]);
+
+impl Comm {
+    /// The first 15 bytes of `name`, up to its first NUL.
+    pub fn new(name: &[u8]) -> Self {
+        let mut bytes = [0u8; COMM_LEN];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len()).min(COMM_LEN - 1);
+        bytes[..end].copy_from_slice(&name[..end]);
+        Comm(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        &self.0[..end]
+    }
+}
+
+/// Who took a message out of the socket that received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reader {
+    /// Not known: the hooks do not see reads, or the message was read
+    /// from a file written without readers.
+    #[default]
+    Unknown,
+    /// No read of it was seen in time (nobody read it yet, or the read
+    /// went unseen): `peer_pid`, SO_PEERCRED's pid, is the best guess.
+    NotSeen,
+    /// The thread that read the message's first byte; `others` more
+    /// threads read later parts of it.
+    Thread { pid: u32, tid: u32, comm: Comm, others: u32 },
+}
+
 /// One message a process sent on a unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event<'a> {
@@ -152,6 +186,11 @@ pub struct Event<'a> {
     pub peer_path: SocketName<'a>,
     /// The first captured bytes of the message.
     pub data: &'a [u8],
+    /// The receiving socket (an opaque id, 0 if unknown) and where the
+    /// message starts in its numbering, to find the reads that took it.
+    pub rx_sock: u64,
+    pub rx_pos: u64,
+    pub reader: Reader,
 }
 
 fn bytes_at(record: &[u8], field: Field) -> Result<&[u8], DecodeError> {
@@ -211,7 +250,19 @@ impl<'a> Event<'a> {
             path: name_at(record, layout::PATH, layout::PATH_LEN)?,
             peer_path: name_at(record, layout::PEER_PATH, layout::PEER_PATH_LEN)?,
             data,
+            rx_sock: u64_field(layout::RX_SOCK)?,
+            rx_pos: u64_field(layout::RX_POS)?,
+            reader: Reader::Unknown,
         })
+    }
+
+    /// The stretch of its receiver's numbering the message takes: bytes
+    /// of a stream, one message otherwise.
+    pub fn rx_units(&self) -> u64 {
+        match self.sock_type {
+            SockType::Stream => u64::from(self.len),
+            _ => 1,
+        }
     }
 
     /// The name that identifies the conversation: the sender's own name when
@@ -222,6 +273,41 @@ impl<'a> Event<'a> {
         } else {
             self.peer_path
         }
+    }
+}
+
+/// One read of a receiving socket a recorded message went to: `units` of
+/// its numbering from `pos` on, consumed by a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub timestamp_ns: u64,
+    pub rx_sock: u64,
+    pub pos: u64,
+    pub units: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Comm,
+}
+
+impl ReadRecord {
+    /// Decodes one record of the `reads` ring buffer.
+    pub fn parse(record: &[u8]) -> Result<Self, DecodeError> {
+        use abi::read as at;
+        if record.len() < at::SIZE {
+            return Err(DecodeError::TooShort { len: record.len(), need: at::SIZE });
+        }
+        let short = DecodeError::TooShort { len: record.len(), need: at::SIZE };
+        let u32_field = |field: Field| u32_at::<NativeEndian>(record, field.offset).ok_or(short.clone());
+        let u64_field = |field: Field| u64_at::<NativeEndian>(record, field.offset).ok_or(short.clone());
+        Ok(ReadRecord {
+            timestamp_ns: u64_field(at::TIMESTAMP_NS)?,
+            rx_sock: u64_field(at::RX_SOCK)?,
+            pos: u64_field(at::POS)?,
+            units: u32_field(at::UNITS)?,
+            pid: u32_field(at::PID)?,
+            tid: u32_field(at::TID)?,
+            comm: Comm::new(&record[at::COMM.offset..at::COMM.offset + at::COMM.size]),
+        })
     }
 }
 
@@ -291,6 +377,33 @@ mod tests {
         let mut r = record(b"/a", b"", b"", 0);
         r[layout::PATH_LEN.offset] = 200;
         assert_eq!(Event::parse(&r), Err(DecodeError::NameTooLong { len: 200 }));
+    }
+
+    #[test]
+    fn read_records_decode_and_short_ones_are_refused() {
+        use crate::abi::read as at;
+        let mut r = vec![0u8; at::SIZE];
+        let mut put =
+            |field: Field, bytes: &[u8]| r[field.offset..field.offset + bytes.len()].copy_from_slice(bytes);
+        put(at::TIMESTAMP_NS, &5u64.to_ne_bytes());
+        put(at::RX_SOCK, &0xffff_8881_0000_1000u64.to_ne_bytes());
+        put(at::POS, &70_000u64.to_ne_bytes());
+        put(at::UNITS, &42u32.to_ne_bytes());
+        put(at::PID, &18555u32.to_ne_bytes());
+        put(at::TID, &18556u32.to_ne_bytes());
+        put(at::COMM, b"postgres\0\0\0\0\0\0\0\0");
+        let read = ReadRecord::parse(&r).expect("valid record");
+        assert_eq!(
+            (read.timestamp_ns, read.rx_sock, read.pos, read.units),
+            (5, 0xffff_8881_0000_1000, 70_000, 42)
+        );
+        assert_eq!((read.pid, read.tid, read.comm.as_bytes()), (18555, 18556, &b"postgres"[..]));
+        assert_eq!(
+            ReadRecord::parse(&r[..at::SIZE - 1]),
+            Err(DecodeError::TooShort { len: at::SIZE - 1, need: at::SIZE })
+        );
+        // a name that fills the field keeps the kernel's 15 bytes
+        assert_eq!(Comm::new(b"0123456789abcdefgh").as_bytes(), b"0123456789abcde");
     }
 
     #[test]

@@ -12,4 +12,4 @@ mod event;
 pub mod meta;
 pub mod user0;
 
-pub use event::{DecodeError, Event, EventFlags, SockType, SocketName};
+pub use event::{Comm, DecodeError, Event, EventFlags, ReadRecord, Reader, SockType, SocketName};

@@ -25,7 +25,7 @@
 use std::fmt::Write as _;
 
 use crate::abi;
-use crate::event::{Event, EventFlags, SockType, SocketName};
+use crate::event::{Comm, Event, EventFlags, Reader, SockType, SocketName};
 
 /// The version this module writes and reads.
 pub const COMMENT_VERSION: u32 = 1;
@@ -89,6 +89,7 @@ pub struct MessageMeta<'a> {
     /// Bytes captured (at most `len`).
     pub captured: u32,
     pub flags: EventFlags,
+    pub reader: Reader,
 }
 
 impl<'a> MessageMeta<'a> {
@@ -107,6 +108,7 @@ impl<'a> MessageMeta<'a> {
             // Event::parse guarantees captured <= len <= u32::MAX.
             captured: u32::try_from(event.data.len()).unwrap_or(u32::MAX),
             flags: event.flags,
+            reader: event.reader,
         }
     }
 
@@ -131,6 +133,9 @@ impl<'a> MessageMeta<'a> {
             path: self.path,
             peer_path: self.peer_path,
             data,
+            rx_sock: 0,
+            rx_pos: 0,
+            reader: self.reader,
         }
     }
 }
@@ -177,6 +182,7 @@ pub struct OwnedMeta {
     pub len: u32,
     pub captured: u32,
     pub flags: EventFlags,
+    pub reader: Reader,
 }
 
 impl OwnedMeta {
@@ -194,6 +200,7 @@ impl OwnedMeta {
             len: meta.len,
             captured: meta.captured,
             flags: meta.flags,
+            reader: meta.reader,
         }
     }
 
@@ -211,6 +218,7 @@ impl OwnedMeta {
             len: self.len,
             captured: self.captured,
             flags: self.flags,
+            reader: self.reader,
         }
     }
 }
@@ -315,6 +323,19 @@ pub fn write_comment(out: &mut String, meta: &MessageMeta<'_>, part: Option<Part
                 out.push(',');
             }
             let _ = write!(out, "{rest:#x}");
+        }
+    }
+    match meta.reader {
+        Reader::Unknown => {}
+        Reader::NotSeen => out.push_str(" reader=none"),
+        Reader::Thread { pid, tid, comm, others } => {
+            number(out, " reader_pid=", pid.into());
+            number(out, " reader_tid=", tid.into());
+            out.push_str(" reader_comm=");
+            escape_into(out, comm.as_bytes());
+            if others > 0 {
+                number(out, " readers=", u64::from(others) + 1);
+            }
         }
     }
     if let Some(part) = part {
@@ -448,6 +469,11 @@ struct Fields<'c> {
     flags: Option<&'c str>,
     part: Option<&'c str>,
     synthetic: Option<&'c str>,
+    reader: Option<&'c str>,
+    reader_pid: Option<&'c str>,
+    reader_tid: Option<&'c str>,
+    reader_comm: Option<&'c str>,
+    readers: Option<&'c str>,
 }
 
 fn need<'c>(value: Option<&'c str>, key: &'static str) -> Result<&'c str, CommentError> {
@@ -490,6 +516,11 @@ pub fn parse_comment(comment: &str) -> Result<Comment, CommentError> {
             "flags" => &mut f.flags,
             "part" => &mut f.part,
             "synthetic" => &mut f.synthetic,
+            "reader" => &mut f.reader,
+            "reader_pid" => &mut f.reader_pid,
+            "reader_tid" => &mut f.reader_tid,
+            "reader_comm" => &mut f.reader_comm,
+            "readers" => &mut f.readers,
             // Later writers may add keys: skip what this reader does not know.
             _ => continue,
         };
@@ -518,6 +549,7 @@ pub fn parse_comment(comment: &str) -> Result<Comment, CommentError> {
         None => None,
         Some(value) => Some(parse_part(value).ok_or_else(|| bad("part", value))?),
     };
+    let reader = parse_reader(&f)?;
     let len: u32 = number(f.len, "len")?;
     let captured: u32 = number(f.captured, "captured")?;
     if captured > len {
@@ -537,8 +569,38 @@ pub fn parse_comment(comment: &str) -> Result<Comment, CommentError> {
             len,
             captured,
             flags,
+            reader,
         },
         part,
+    })
+}
+
+/// The reader keys: `reader_pid`, `reader_tid`, `reader_comm` and
+/// `readers` (threads that read parts, when more than one), or
+/// `reader=none`; neither when the capture did not see readers.
+fn parse_reader(f: &Fields<'_>) -> Result<Reader, CommentError> {
+    if let Some(value) = f.reader {
+        return if value == "none" { Ok(Reader::NotSeen) } else { Err(bad("reader", value)) };
+    }
+    if f.reader_pid.is_none() {
+        return Ok(Reader::Unknown);
+    }
+    let comm_value = need(f.reader_comm, "reader_comm")?;
+    let comm = unescape(comm_value)
+        .filter(|c| c.len() < abi::COMM_LEN)
+        .ok_or_else(|| bad("reader_comm", comm_value))?;
+    let readers: u32 = match f.readers {
+        None => 1,
+        Some(_) => number(f.readers, "readers")?,
+    };
+    if readers == 0 {
+        return Err(bad("readers", "0"));
+    }
+    Ok(Reader::Thread {
+        pid: number(f.reader_pid, "reader_pid")?,
+        tid: number(f.reader_tid, "reader_tid")?,
+        comm: Comm::new(&comm),
+        others: readers - 1,
     })
 }
 
@@ -560,6 +622,7 @@ mod tests {
             len: 78,
             captured: 78,
             flags: EventFlags::default(),
+            reader: Reader::Unknown,
         }
     }
 
@@ -619,6 +682,40 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn readers_are_written_and_read_back() {
+        let mut m = meta(b"psql", SocketName::Unnamed, SocketName::Path(b"/run/pg/.s.PGSQL.5432"));
+        m.reader = Reader::Thread { pid: 18555, tid: 18556, comm: Comm::new(b"post gres"), others: 0 };
+        let text = comment(&m, None);
+        assert!(text.ends_with(" reader_pid=18555 reader_tid=18556 reader_comm=post%20gres"), "{text}");
+        for reader in [
+            m.reader,
+            Reader::Thread { pid: 1, tid: 2, comm: Comm::new(b""), others: 2 },
+            Reader::NotSeen,
+            Reader::Unknown,
+        ] {
+            m.reader = reader;
+            let text = comment(&m, Some(Part { index: 1, count: 2 }));
+            assert_eq!(
+                parse_comment(&text),
+                Ok(Comment::Message { meta: OwnedMeta::of(&m), part: Some(Part { index: 1, count: 2 }) }),
+                "{text}"
+            );
+        }
+        m.reader = Reader::NotSeen;
+        assert!(comment(&m, None).ends_with(" reader=none"));
+        let base = comment(&meta(b"x", SocketName::Unnamed, SocketName::Unnamed), None);
+        for bad in [
+            " reader=maybe",
+            " reader_pid=1 reader_tid=2",
+            " reader_pid=x reader_tid=2 reader_comm=a",
+            " reader_pid=1 reader_tid=2 reader_comm=a readers=0",
+            " reader_pid=1 reader_tid=2 reader_comm=0123456789abcdef",
+        ] {
+            assert!(parse_comment(&(base.clone() + bad)).is_err(), "{bad}");
         }
     }
 

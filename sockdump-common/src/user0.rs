@@ -31,7 +31,7 @@
 
 use crate::abi;
 use crate::bytes::{u16_at, u32_at, u64_at, BigEndian};
-use crate::event::{EventFlags, SockType, SocketName};
+use crate::event::{EventFlags, Reader, SockType, SocketName};
 use crate::meta::{Direction, MessageMeta};
 
 pub const MAGIC: [u8; 8] = *b"sockdump";
@@ -170,6 +170,8 @@ pub fn parse(packet: &[u8]) -> Result<User0Record<'_>, User0Error> {
             len,
             captured,
             flags: EventFlags(be16(14)?),
+            // the header has no reader; the packet's comment does
+            reader: Reader::Unknown,
         },
         direction: Direction::from_bits(fixed[16]),
         data,
@@ -194,6 +196,7 @@ mod tests {
             len: 5,
             captured: 3,
             flags: EventFlags(abi::flag::TRUNC_SIZE),
+            reader: Reader::Unknown,
         }
     }
 

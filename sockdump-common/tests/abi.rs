@@ -86,18 +86,21 @@ fn header_fields(c_struct: &str) -> Vec<String> {
 }
 
 #[test]
-fn event_fields_match_the_header() {
+fn record_fields_match_the_header() {
     assert_layout("sockdump_event", abi::event::SIZE, abi::event::FIELDS);
+    assert_layout("sockdump_read", abi::read::SIZE, abi::read::FIELDS);
 }
 
 #[test]
-fn every_event_field_is_mirrored() {
-    let mirrored: Vec<&str> = abi::event::FIELDS.iter().map(|f| f.name).collect();
-    for name in header_fields("sockdump_event") {
-        assert!(
-            name.starts_with("pad") || mirrored.contains(&name.as_str()),
-            "header field {name} is not in abi::event::FIELDS"
-        );
+fn every_record_field_is_mirrored() {
+    for (c_struct, fields) in [("sockdump_event", abi::event::FIELDS), ("sockdump_read", abi::read::FIELDS)] {
+        let mirrored: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        for name in header_fields(c_struct) {
+            assert!(
+                name.starts_with("pad") || mirrored.contains(&name.as_str()),
+                "header field {name} of {c_struct} is not mirrored in sockdump_common::abi"
+            );
+        }
     }
 }
 
@@ -132,7 +135,7 @@ fn settings_match_the_header() {
         exclude_tgid,
         filter_comm,
         filter_path,
-        pad1,
+        readers,
     );
     assert_layout("sockdump_settings", std::mem::size_of::<abi::Settings>(), &fields);
     let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
@@ -155,6 +158,7 @@ fn constants_match_the_header() {
         ("SOCKDUMP_LOST_MMSG", abi::counter::LOST_MMSG.into()),
         ("SOCKDUMP_LOST_INFLIGHT", abi::counter::LOST_INFLIGHT.into()),
         ("SOCKDUMP_LOST_NO_EXIT", abi::counter::LOST_NO_EXIT.into()),
+        ("SOCKDUMP_LOST_READS", abi::counter::LOST_READS.into()),
         ("SOCKDUMP_COUNTER_MAX", abi::counter::COUNT.into()),
         ("SOCKDUMP_SOCK_STREAM", abi::sock_type::STREAM.into()),
         ("SOCKDUMP_SOCK_DGRAM", abi::sock_type::DGRAM.into()),

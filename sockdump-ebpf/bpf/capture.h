@@ -50,9 +50,13 @@ struct inflight {
 	__u8 pad2[6];
 	__u64 iter_left;   /* bytes in the msghdr's iterator at entry, or ITER_LEFT_UNKNOWN */
 	__u64 first_base;  /* where the first segment's bytes start, if iter_left is known */
+	/* the receiving socket and the message's place in its numbering
+	 * (readers.h); 0 where the hook does not number sends */
+	__u64 rx_sock;
+	__u64 rx_pos;
 };
 /* user space reads `sock` of every entry left when a capture ends (capture/mod.rs) */
-_Static_assert(sizeof(struct inflight) == 88, "INFLIGHT_SIZE in sockdump/src/capture/mod.rs");
+_Static_assert(sizeof(struct inflight) == 104, "INFLIGHT_SIZE in sockdump/src/capture/mod.rs");
 
 /* A hook that cannot read the iterator cheaply does not check it. */
 #define ITER_LEFT_UNKNOWN (~0ULL)
@@ -140,6 +144,17 @@ static __always_inline void count(__u32 counter, __u64 n)
 	if (value)
 		__sync_fetch_and_add(value, n);
 }
+
+/* A family that names readers (SOCKDUMP_READERS) numbers the traffic of
+ * receiving sockets; its filters then consult the numbering. */
+#ifdef SOCKDUMP_READERS
+#include "readers.h"
+#else
+static __always_inline bool reader_may_match(const struct inflight *f, bool by_pid)
+{
+	return false;
+}
+#endif
 
 static __always_inline struct scratch *scratch_slot(__u32 slot)
 {
@@ -417,10 +432,10 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 
 	if (is_self())
 		return false;
-	if (!comm_matches() || !uid_matches(sk) || excluded(sk, facts))
+	if ((!comm_matches() && !reader_may_match(f, false)) || !uid_matches(sk) || excluded(sk, facts))
 		return false;
 	if (settings.filter_pid && tgid != settings.filter_pid &&
-	    peer_pid_of(sk, facts) != settings.filter_pid)
+	    peer_pid_of(sk, facts) != settings.filter_pid && !reader_may_match(f, true))
 		return false;
 
 	f->path_matched = !settings.filter_path_len && !settings.filter_ino;
@@ -815,6 +830,8 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	ev->sock_ino = s->facts.known ? s->facts.sock_ino : socket_ino((const struct socket *)f->sock);
 	ev->sock_type = f->type;
 	ev->len = sent;
+	ev->rx_sock = f->rx_sock;
+	ev->rx_pos = f->rx_pos;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
 	want = sent;

@@ -24,6 +24,10 @@ EMPTY("fentry/unix_dgram_sendmsg", fentry_unix_dgram_sendmsg)
 
 EMPTY("tp_btf/sock_send_length", sock_send_length)
 EMPTY("tracepoint/sock/sock_send_length", sock_send_length_perf)
+EMPTY("tp_btf/sock_recv_length", sock_recv_length)
+EMPTY("tracepoint/sock/sock_recv_length", sock_recv_length_perf)
+EMPTY("tp_btf/sk_data_ready", sk_data_ready)
+EMPTY("tracepoint/sock/sk_data_ready", sk_data_ready_perf)
 
 /* attached to both sendmsg functions, like the kprobe family's */
 EMPTY("kretprobe", kretprobe_unix_sendmsg)

@@ -35,6 +35,7 @@ enum bpf_map_type {
 };
 
 #define BPF_ANY 0
+#define BPF_NOEXIST 1
 
 /* Helper ids, for checking with CO-RE whether the running kernel has one. */
 enum bpf_func_id {
@@ -125,8 +126,13 @@ typedef struct {
 	__u32 val;
 } kuid_t;
 
+struct sk_buff_head {
+	__u32 qlen;
+};
+
 struct sock {
 	struct sock_common __sk_common;
+	struct sk_buff_head sk_receive_queue;
 	struct pid *sk_peer_pid;
 	struct socket *sk_socket;
 	kuid_t sk_uid; /* the socket's owner (4.10+) */

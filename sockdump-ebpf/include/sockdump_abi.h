@@ -68,6 +68,29 @@ struct sockdump_event {
 	/* sun_path bytes; path[0] == 0 marks an abstract name */
 	char path[SOCKDUMP_PATH_MAX];
 	char peer_path[SOCKDUMP_PATH_MAX];
+	/* The socket that receives the message (an opaque kernel address), 0 if
+	 * unknown, and where the message starts in its numbering: bytes of a
+	 * stream, messages of a datagram or seqpacket socket. Read records
+	 * (struct sockdump_read) say who consumed which stretch. */
+	__u64 rx_sock;
+	__u64 rx_pos;
+};
+
+/*
+ * One read of a receiving socket that a recorded message went to, in the
+ * `reads` ring buffer: `units` (bytes of a stream, 1 for a datagram) from
+ * `pos` on in the socket's numbering were consumed by this thread. Reads
+ * with MSG_PEEK consume nothing and have no record.
+ */
+struct sockdump_read {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC, when the read returned */
+	__u64 rx_sock;      /* as sockdump_event.rx_sock */
+	__u64 pos;
+	__u32 units;
+	__u32 pid; /* reading process (tgid), in the initial pid namespace */
+	__u32 tid;
+	__u32 pad0;
+	char comm[SOCKDUMP_COMM_LEN];
 };
 
 /* Counters in the per-CPU `counters` map, summed by user space. */
@@ -83,7 +106,10 @@ enum sockdump_counter {
 	 * kernel's default, used when tracefs is read-only, is max(10, 2 * CPUs)
 	 * with CONFIG_PREEMPTION and one per CPU without) */
 	SOCKDUMP_LOST_NO_EXIT = 3,
-	SOCKDUMP_COUNTER_MAX = 4,
+	/* reads not recorded because the reads ring buffer was full: their
+	 * messages may name SO_PEERCRED's pid instead of their reader */
+	SOCKDUMP_LOST_READS = 4,
+	SOCKDUMP_COUNTER_MAX = 5,
 };
 
 /*
@@ -118,11 +144,14 @@ struct sockdump_settings {
 	char filter_comm[SOCKDUMP_COMM_LEN];
 	/* --sock prefix as sun_path bytes; an abstract name starts with NUL */
 	char filter_path[SOCKDUMP_PATH_MAX];
-	__u8 pad1[4];
+	/* the family's receive hooks are attached: sends are numbered in
+	 * their receivers' traffic (see struct sockdump_read) */
+	__u32 readers;
 };
 
 _Static_assert(sizeof(struct sockdump_settings) == 200, "sockdump_settings size is ABI");
-_Static_assert(sizeof(struct sockdump_event) == 288, "sockdump_event size is ABI");
+_Static_assert(sizeof(struct sockdump_event) == 304, "sockdump_event size is ABI");
+_Static_assert(sizeof(struct sockdump_read) == 56, "sockdump_read size is ABI");
 _Static_assert(__builtin_offsetof(struct sockdump_event, comm) == 56, "comm offset is ABI");
 _Static_assert(sizeof(struct sockdump_event) % 8 == 0, "records stay 8-byte aligned");
 _Static_assert((SOCKDUMP_DATA_MAX & (SOCKDUMP_DATA_MAX - 1)) == 0, "data max is a power of two");

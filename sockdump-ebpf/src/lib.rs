@@ -36,6 +36,13 @@ pub enum Attach {
 }
 
 impl Attach {
+    /// Whether it only helps name readers (hooks reads, or learns where a
+    /// datagram went): left unattached when readers are not wanted, or
+    /// where the kernel lacks its tracepoint.
+    pub fn learns_readers(&self) -> bool {
+        self.targets().iter().any(|t| t.contains("recv") || t.ends_with("sk_data_ready"))
+    }
+
     /// The kernel functions or tracepoints it attaches to.
     pub fn targets(&self) -> &[&'static str] {
         match self {
@@ -132,6 +139,9 @@ pub struct Family {
     /// that may preempt `programs`; None where there are none.
     pub unpreempted: Option<&'static [Program]>,
     pub probe: Probe,
+    /// Its programs also hook reads (`maps::READS`), so that each message
+    /// can name the process that read it.
+    pub sees_readers: bool,
 }
 
 impl Family {
@@ -175,16 +185,23 @@ pub static FAMILIES: &[Family] = &[
         ],
         unpreempted: None,
         probe: Probe::Load(FENTRY_PROBE),
+        sees_readers: false,
     },
     Family {
         name: "socket",
         description: "the socket layer's sock_send_length tracepoint (6.3+)",
         object: || object!("socket.bpf.o"),
-        programs: &[Program { name: "sock_send_length", attach: Attach::TpBtf("sock_send_length") }],
-        unpreempted: Some(&[Program {
-            name: "sock_send_length_perf",
-            attach: Attach::Tracepoint("sock/sock_send_length"),
-        }]),
+        programs: &[
+            Program { name: "sock_recv_length", attach: Attach::TpBtf("sock_recv_length") },
+            Program { name: "sk_data_ready", attach: Attach::TpBtf("sk_data_ready") },
+            Program { name: "sock_send_length", attach: Attach::TpBtf("sock_send_length") },
+        ],
+        unpreempted: Some(&[
+            Program { name: "sock_recv_length_perf", attach: Attach::Tracepoint("sock/sock_recv_length") },
+            Program { name: "sk_data_ready_perf", attach: Attach::Tracepoint("sock/sk_data_ready") },
+            Program { name: "sock_send_length_perf", attach: Attach::Tracepoint("sock/sock_send_length") },
+        ]),
+        sees_readers: true,
         probe: Probe::BtfTypedef("btf_trace_sock_send_length"),
     },
     Family {
@@ -197,6 +214,7 @@ pub static FAMILIES: &[Family] = &[
         ],
         unpreempted: None,
         probe: Probe::Path("/sys/bus/event_source/devices/kprobe/type"),
+        sees_readers: false,
     },
     Family {
         name: "tracepoint",
@@ -211,6 +229,7 @@ pub static FAMILIES: &[Family] = &[
             Program { name: "tp_sys_enter_perf", attach: Attach::Tracepoint("raw_syscalls/sys_enter") },
         ]),
         probe: Probe::None,
+        sees_readers: false,
     },
 ];
 
@@ -249,6 +268,8 @@ pub mod maps {
     pub const COUNTERS: &str = "counters";
     /// Each thread's send between its entry and exit programs.
     pub const INFLIGHT: &str = "inflight";
+    /// Read records (`struct sockdump_read`), in families that see readers.
+    pub const READS: &str = "reads";
     pub const ALL: &[&str] = &[EVENTS, SCRATCH, COUNTERS, INFLIGHT];
 }
 

@@ -72,6 +72,12 @@ fn family_objects_hold_what_the_table_names() {
             assert!(parsed.maps.iter().any(|m| m == map), "{}: no map {map}", family.name);
         }
         assert_eq!(
+            parsed.maps.iter().any(|m| m == maps::READS),
+            family.sees_readers,
+            "{}: a reads map exactly where the family sees readers",
+            family.name
+        );
+        assert_eq!(
             parsed.rodata.iter().find(|(name, _)| name == SETTINGS).map(|(_, size)| *size),
             Some(settings_size),
             "{}: the {SETTINGS} global is missing or not a struct sockdump_settings",

@@ -158,6 +158,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 100, conflicts_with = "read", value_parser = clap::value_parser!(u32).range(1..))]
     pub segs_in_buffer: u32,
 
+    /// Hold each message up to MS milliseconds to learn which process reads
+    /// it; 0 names no readers (and hooks no reads)
+    #[arg(long, value_name = "MS", default_value_t = 250, conflicts_with = "read", value_parser = clap::value_parser!(u32).range(0..=5000))]
+    pub reader_wait: u32,
+
     /// Stop after N messages
     #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,

@@ -11,10 +11,11 @@ pub fn note(line: impl std::fmt::Display) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// Capture is live.
-pub fn listening(family: &sockdump_ebpf::Family, snapshot_length: u32) {
+/// Capture is live; `readers`: each message names the process that read it.
+pub fn listening(family: &sockdump_ebpf::Family, readers: bool, snapshot_length: u32) {
+    let readers = if readers { "readers named" } else { "readers not seen (SO_PEERCRED's pid shown)" };
     note(format_args!(
-        "listening on unix sockets, hook {} ({}), snapshot length {snapshot_length} bytes",
+        "listening on unix sockets, hook {} ({}), {readers}, snapshot length {snapshot_length} bytes",
         family.name, family.description
     ));
 }
@@ -40,9 +41,14 @@ pub fn totals(captured: u64, lost: u64) {
     note(format_args!("{captured} packets captured, {lost} lost"));
 }
 
-/// With -v: where the lost messages went, and how often the kernel skipped
-/// sockdump's programs.
-pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: &[(&str, u64)]) {
+/// With -v: where the lost messages went, how often the kernel skipped
+/// sockdump's programs, and (`readers`) reads that went unrecorded.
+pub fn kernel_counters(
+    counters: &KernelCounters,
+    malformed: u64,
+    skipped_runs: &[(&str, u64)],
+    readers: bool,
+) {
     note(format_args!(
         "lost: {} ring buffer full, {} sendmmsg beyond the walked messages, {} in-flight table full, \
          {} returns the hook never saw, {} sends the kernel skipped, {} malformed records",
@@ -59,4 +65,10 @@ pub fn kernel_counters(counters: &KernelCounters, malformed: u64, skipped_runs: 
         "skipped: the kernel skipped sockdump's programs {total} times (already running or preempted on that CPU): {}",
         each.join(", ")
     ));
+    if readers {
+        note(format_args!(
+            "readers: {} reads not recorded (the reads ring was full): their messages may show SO_PEERCRED's pid",
+            counters.reads_unrecorded
+        ));
+    }
 }

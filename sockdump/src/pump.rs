@@ -36,7 +36,7 @@ pub trait Source {
     fn lost(&self) -> Result<u64>;
     /// On a stop request: events stamped after this (monotonic ns) are not
     /// written; None stops at once.
-    fn stop_cutoff(&self) -> Option<u64>;
+    fn stop_cutoff(&mut self) -> Option<u64>;
 }
 
 /// How long events may wait in the source: the kernel wakes sockdump only
@@ -219,7 +219,7 @@ mod tests {
             Ok(self.lost)
         }
 
-        fn stop_cutoff(&self) -> Option<u64> {
+        fn stop_cutoff(&mut self) -> Option<u64> {
             self.live.then_some(self.now)
         }
     }

@@ -48,7 +48,7 @@ fn capture_live(cli: &Cli) -> Result<()> {
     let stop = signals.arm()?;
     let mut sink = setup::make_sink(cli, writer, &kind, WallClock::now())?;
     if !cli.quiet {
-        messages::listening(capture.family(), settings.seg_size);
+        messages::listening(capture.family(), capture.names_readers(), settings.seg_size);
         if let Some(uid) = settings.filter.uid {
             messages::own_conversations_only(uid);
         }
@@ -60,7 +60,12 @@ fn capture_live(cli: &Cli) -> Result<()> {
         messages::totals(stats.captured, stats.lost);
     }
     if cli.verbose > 0 {
-        messages::kernel_counters(&capture.counters()?, totals.malformed, &capture.skipped_runs()?);
+        messages::kernel_counters(
+            &capture.counters()?,
+            totals.malformed,
+            &capture.skipped_runs()?,
+            capture.names_readers(),
+        );
     }
     Ok(())
 }

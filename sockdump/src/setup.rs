@@ -5,6 +5,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use sockdump_common::abi;
 
@@ -107,6 +109,7 @@ pub fn settings_from(cli: &Cli) -> Result<Settings> {
         segs_per_msg: cli.segs_per_msg,
         ring_bytes: capture::ring_bytes(cli.seg_size, cli.segs_in_buffer)?,
         verbose: cli.verbose > 0,
+        reader_wait: (cli.reader_wait > 0).then(|| Duration::from_millis(cli.reader_wait.into())),
     })
 }
 

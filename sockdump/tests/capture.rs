@@ -13,9 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    count, fields, follow_tcp, lua_plugin, python, skip_unless_root, tshark, Sockdump, TempDir, SOCKDUMP,
-};
+use common::{count, fields, follow_tcp, lua, python, skip_unless_root, tshark, Sockdump, TempDir, SOCKDUMP};
 use sockdump_common::meta::{parse_comment, Comment};
 
 /// An HTTP/1.0 server on a unix socket that answers one GET and exits.
@@ -95,11 +93,6 @@ fn pid_of(comment: &str) -> u32 {
         Ok(Comment::Message { meta, .. }) => meta.pid,
         other => panic!("not a message comment: {comment:?} ({other:?})"),
     }
-}
-
-fn lua(file: &Path, filter: &str, fields_: &[&str]) -> Vec<Vec<String>> {
-    let script = format!("lua_script:{}", lua_plugin().display());
-    fields(file, filter, fields_, &["-X", &script])
 }
 
 #[test]

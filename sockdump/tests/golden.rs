@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use sockdump::clock::{WallClock, Zone};
 use sockdump::output::text::{Controls, TextSink, TextStyle};
 use sockdump::output::{Sink, Stats};
-use sockdump_common::{Event, EventFlags, SockType, SocketName};
+use sockdump_common::{Comm, Event, EventFlags, Reader, SockType, SocketName};
 
 /// A fixed set of events covering every header variant.
 fn events() -> Vec<Event<'static>> {
@@ -25,10 +25,19 @@ fn events() -> Vec<Event<'static>> {
         path: SocketName::Unnamed,
         peer_path: SocketName::Path(b"/run/docker.sock"),
         data: b"GET /v1.43/containers/json HTTP/1.1\r\nHost: docker\r\nUser-Agent: curl/7.88.1\r\n\r\n",
+        rx_sock: 0,
+        rx_pos: 0,
+        // a capture that does not see reads: SO_PEERCRED's pid, marked
+        reader: Reader::Unknown,
     };
     vec![
-        // a client request, shown under the server's path
-        Event { len: 78, ..base.clone() },
+        // a client request, shown under the server's path, read by a
+        // daemon thread SO_PEERCRED does not name
+        Event {
+            len: 78,
+            reader: Reader::Thread { pid: 901, tid: 907, comm: Comm::new(b"dockerd"), others: 0 },
+            ..base.clone()
+        },
         // the server's reply from its own bound socket
         Event {
             timestamp_ns: 1_000_250_000,
@@ -40,6 +49,8 @@ fn events() -> Vec<Event<'static>> {
             peer_path: SocketName::Unnamed,
             len: 17,
             data: b"HTTP/1.1 200 OK\r\n",
+            // read in parts by two threads
+            reader: Reader::Thread { pid: 1200, tid: 1201, comm: Comm::new(b"curl"), others: 1 },
             ..base.clone()
         },
         // a socketpair: no names, shown by inode; binary bytes
@@ -65,6 +76,8 @@ fn events() -> Vec<Event<'static>> {
             peer_path: SocketName::Path(b"/dev/log"),
             len: 10,
             data: b"<13>hello\n",
+            // nobody read it in time, and there is no SO_PEERCRED pid
+            reader: Reader::NotSeen,
             ..base.clone()
         },
         // an abstract name with a NUL inside, cut by --seg-size and --segs-per-msg

@@ -71,6 +71,9 @@ fn ev<'a>(
         path,
         peer_path,
         data,
+        rx_sock: 0,
+        rx_pos: 0,
+        reader: sockdump_common::Reader::Unknown,
     }
 }
 

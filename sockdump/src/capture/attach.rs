@@ -40,6 +40,17 @@ fn missing_hint(family: &Family) -> &'static str {
     }
 }
 
+/// Whether the kernel has the tracepoint `attach` names (always true for
+/// function hooks: their absence shows when attaching).
+pub fn kernel_has(attach: &Attach, btf: &Btf) -> bool {
+    let event = match attach {
+        Attach::TpBtf(name) => name,
+        Attach::Tracepoint(target) => target.rsplit('/').next().unwrap_or(target),
+        _ => return true,
+    };
+    btf.id_by_type_name_kind(&format!("btf_trace_{event}"), BtfKind::Typedef).is_ok()
+}
+
 /// Loads and attaches `programs` of `ebpf`, returning the kretprobes
 /// sockdump owns itself; the error is one line (the whole verifier log with
 /// `verbose`).

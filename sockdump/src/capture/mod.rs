@@ -14,11 +14,13 @@ use anyhow::{anyhow, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use sockdump_common::{abi, Event};
+use sockdump_common::{abi, Event, ReadRecord};
 use sockdump_ebpf::{maps, Attach, Family, Program, FAMILIES};
 
+use crate::filter::MessageFilter;
 use crate::privileges::{self, StillNeeded};
 use crate::pump::{Source, Waited};
+use crate::readers::Attribution;
 use crate::{messages, system};
 use caps::Capability;
 use kretprobe::Kretprobe;
@@ -111,7 +113,15 @@ pub struct Settings {
     pub ring_bytes: u32,
     /// Show whole verifier logs instead of a summary.
     pub verbose: bool,
+    /// How long a message may wait for its reader (`--reader-wait`); None
+    /// leaves readers out, and the receive hooks unattached.
+    pub reader_wait: Option<Duration>,
 }
+
+/// Records of messages held back for their readers, at most: a million
+/// messages a second would need far more for a whole window, and then
+/// the oldest leave without theirs.
+const MAX_HELD_BYTES: usize = 16 << 20;
 
 impl Settings {
     /// The `settings` global of the eBPF objects.
@@ -159,6 +169,9 @@ pub struct KernelCounters {
     /// that CPU, preempted there, or a bpf() map operation was): whether the
     /// filters wanted them, or they were unix sends at all, is unknown.
     pub lost_skipped: u64,
+    /// Reads not recorded (the reads ring was full): not lost messages, but
+    /// the messages they took may name SO_PEERCRED's pid instead of a reader.
+    pub reads_unrecorded: u64,
 }
 
 impl KernelCounters {
@@ -178,10 +191,18 @@ pub fn remove_kernel_state_before_exit() {
 pub struct Capture {
     family: &'static Family,
     /// The attached programs.
-    programs: &'static [Program],
+    programs: Vec<Program>,
     /// Whether the kernel may preempt them (a forced family, warned about).
     preempted: bool,
     ring: RingBuf<MapData>,
+    /// Read records and the messages waiting for them, where the family
+    /// sees readers.
+    readers: Option<(RingBuf<MapData>, Attribution)>,
+    /// --pid and --comm, which the kernel decides only for the sender: the
+    /// reader decides the rest here.
+    reader_filter: Option<MessageFilter>,
+    /// After a stop request: every held message goes.
+    stopping: bool,
     counters: PerCpuArray<MapData, u64>,
     /// Kretprobes sockdump made itself (see kretprobe.rs); dropping them
     /// detaches them and deletes their events.
@@ -208,11 +229,22 @@ impl Capture {
         let preempted = programs.iter().any(|p| p.attach.preemptible(preemption::current()));
         let ring = ebpf.take_map(maps::EVENTS).context("eBPF object has no events map")?;
         let counters = ebpf.take_map(maps::COUNTERS).context("eBPF object has no counters map")?;
+        let readers = match settings.reader_wait.filter(|_| family.sees_readers) {
+            Some(wait) => {
+                let reads = ebpf.take_map(maps::READS).context("eBPF object has no reads map")?;
+                let window_ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                Some((RingBuf::try_from(reads)?, Attribution::new(window_ns, MAX_HELD_BYTES)))
+            }
+            None => None,
+        };
         Ok(Capture {
             family,
             programs,
             preempted,
             ring: RingBuf::try_from(ring)?,
+            reader_filter: readers.as_ref().and(reader_filter(&settings.filter)),
+            readers,
+            stopping: false,
             counters: PerCpuArray::try_from(counters)?,
             kretprobes,
             ebpf,
@@ -222,6 +254,11 @@ impl Capture {
     /// The hook family capturing.
     pub fn family(&self) -> &'static Family {
         self.family
+    }
+
+    /// Whether each message names the process that read it.
+    pub fn names_readers(&self) -> bool {
+        self.readers.is_some()
     }
 
     /// What the live capture still needs: deleting the kretprobe events it
@@ -251,6 +288,7 @@ impl Capture {
             lost_inflight: read(abi::counter::LOST_INFLIGHT)?,
             lost_no_exit: read(abi::counter::LOST_NO_EXIT)? + self.exits_missed_at_end()?,
             lost_skipped: self.read_skipped(|attach| attach.starts_a_send())?,
+            reads_unrecorded: read(abi::counter::LOST_READS)?,
         })
     }
 
@@ -299,16 +337,44 @@ impl Capture {
 }
 
 impl Source for Capture {
-    /// Decodes each record waiting in the ring buffer, oldest first.
+    /// Decodes each record waiting in the ring buffer, oldest first. Where
+    /// readers are seen, messages wait for theirs (see readers.rs).
     fn drain(
         &mut self,
         handle: &mut dyn FnMut(Result<Event<'_>, sockdump_common::DecodeError>) -> bool,
     ) -> Result<()> {
+        let Some((reads, attribution)) = self.readers.as_mut() else {
+            while let Some(record) = self.ring.next() {
+                if !handle(Event::parse(&record)) {
+                    break;
+                }
+            }
+            return Ok(());
+        };
         while let Some(record) = self.ring.next() {
-            if !handle(Event::parse(&record)) {
-                break;
+            if let Err(err) = attribution.hold(&record) {
+                if !handle(Err(err)) {
+                    return Ok(());
+                }
             }
         }
+        // after the messages: a read of one drained above is in by now
+        while let Some(record) = reads.next() {
+            match ReadRecord::parse(&record) {
+                Ok(read) => attribution.read(&read),
+                Err(err) => {
+                    if !handle(Err(err)) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let filter = &self.reader_filter;
+        let mut wanted = |event: Result<Event<'_>, _>| match (&event, filter) {
+            (Ok(message), Some(filter)) if !filter.matches(message) => true,
+            _ => handle(event),
+        };
+        attribution.release(crate::clock::monotonic_ns(), self.stopping, &mut wanted);
         Ok(())
     }
 
@@ -334,14 +400,22 @@ impl Source for Capture {
     }
 
     /// Messages sent before a stop request are still written: records from
-    /// other CPUs can arrive a little out of order.
-    fn stop_cutoff(&self) -> Option<u64> {
+    /// other CPUs can arrive a little out of order. Held messages all go
+    /// with the last drain.
+    fn stop_cutoff(&mut self) -> Option<u64> {
+        self.stopping = true;
         Some(crate::clock::monotonic_ns())
     }
 }
 
+/// The user-space half of --pid and --comm, where they involve readers.
+fn reader_filter(filter: &Filter) -> Option<MessageFilter> {
+    let filter = MessageFilter { pid: filter.pid, comm: filter.comm.clone(), sock: None };
+    filter.involves_readers().then_some(filter)
+}
+
 /// sizeof(struct inflight) in capture.h, which asserts it.
-const INFLIGHT_SIZE: usize = 88;
+const INFLIGHT_SIZE: usize = 104;
 
 /// Where struct bpf_prog_info (uapi) keeps recursion_misses, from 5.12.
 const RECURSION_MISSES_OFFSET: usize = 208;
@@ -411,13 +485,19 @@ fn load_and_attach(
     settings: &Settings,
     choice: HookChoice,
     mut skipped: impl FnMut(&HookFailure),
-) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family, &'static [Program])> {
+) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family, Vec<Program>)> {
     let preemption = preemption::current();
     system::check_btf()?;
     let nr_cpus = aya::util::nr_cpus()
         .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
     let scratch_entries = u32::try_from(nr_cpus)? * abi::SCRATCH_SLOTS;
     let kernel_settings = settings.kernel();
+    // the receive hooks number sends only where they are attached
+    let with_readers = abi::Settings { readers: 1, ..kernel_settings };
+    let settings_for = |family: &Family| match family.sees_readers && settings.reader_wait.is_some() {
+        true => with_readers.as_bytes(),
+        false => kernel_settings.as_bytes(),
+    };
 
     // The loader parses the kernel BTF itself, but program loading needs one
     // too: free the loader's and share ours, so only one (15-20 MB) is alive.
@@ -432,10 +512,7 @@ fn load_and_attach(
     loader
         .btf(Some(&btf))
         .map_max_entries(maps::EVENTS, settings.ring_bytes)
-        .map_max_entries(maps::SCRATCH, scratch_entries)
-        // not required to exist: the probe object has none (tests/objects.rs
-        // checks that every family's object has it)
-        .override_global(sockdump_ebpf::SETTINGS, kernel_settings.as_bytes(), false);
+        .map_max_entries(maps::SCRATCH, scratch_entries);
 
     let mut failures = Vec::new();
     for family in choice.candidates() {
@@ -452,6 +529,17 @@ fn load_and_attach(
                 continue;
             }
         };
+        let programs: Vec<Program> = programs
+            .iter()
+            .filter(|p| {
+                !p.attach.learns_readers()
+                    || (settings.reader_wait.is_some() && attach::kernel_has(&p.attach, &btf))
+            })
+            .copied()
+            .collect();
+        // not required to exist: the probe object has none (tests/objects.rs
+        // checks that every family's object has it)
+        loader.override_global(sockdump_ebpf::SETTINGS, settings_for(family), false);
         // a forced hook skips the probe: loading it for real says more
         let missing = match choice {
             HookChoice::Auto => attach::missing(family, &mut loader, &btf, settings.verbose),
@@ -469,7 +557,7 @@ fn load_and_attach(
                     };
                     format!("cannot load sockdump's eBPF object (maps or CO-RE relocations){memlock}")
                 })?;
-                attach::attach(&mut ebpf, programs, &btf, settings.verbose)
+                attach::attach(&mut ebpf, &programs, &btf, settings.verbose)
                     .map(|kretprobes| (ebpf, kretprobes))
             }
         };
@@ -557,6 +645,7 @@ mod tests {
             segs_per_msg: 3,
             ring_bytes: 1 << 20,
             verbose: false,
+            reader_wait: None,
         };
         let k = settings.kernel();
         assert_eq!(k.filter_pid, 7);

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use sockdump_common::{Event, SocketName};
+use sockdump_common::{Event, Reader, SocketName};
 
 use super::{Sink, Stats};
 use crate::clock::{TimeOfDay, WallClock, Zone};
@@ -99,16 +99,20 @@ impl std::fmt::Display for ShownPath<'_> {
     }
 }
 
-/// After the time: ` >>> process <comm> [<pid> -> <peer pid>] path <path>
-/// len <captured>(<sent>)`, and a note when the bytes are incomplete.
+/// After the time: ` >>> process <comm> [<pid> -> <reader>] path <path>
+/// len <captured>(<sent>)`, and a note when the bytes are incomplete. The
+/// reader is the pid that read the message (`+N` when N more threads read
+/// parts of it), or `peer <pid>`, SO_PEERCRED's, when no read was seen.
 pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
     out.extend_from_slice(b" >>> process ");
     push_escaped(out, &String::from_utf8_lossy(event.comm));
     // Writing to a Vec cannot fail.
     let _ = write!(out, " [{} -> ", event.pid);
-    let _ = match event.peer_pid {
-        0 => out.write_all(b"?"),
-        pid => write!(out, "{pid}"),
+    let _ = match (event.reader, event.peer_pid) {
+        (Reader::Thread { pid, others: 0, .. }, _) => write!(out, "{pid}"),
+        (Reader::Thread { pid, others, .. }, _) => write!(out, "{pid} +{others}"),
+        (Reader::Unknown | Reader::NotSeen, 0) => out.write_all(b"peer ?"),
+        (Reader::Unknown | Reader::NotSeen, pid) => write!(out, "peer {pid}"),
     };
     out.extend_from_slice(b"] path ");
     push_escaped_display(out, shown_path(event));

@@ -1,10 +1,9 @@
 //! `-r FILE`: reads a capture sockdump wrote and replays its messages into
 //! any sink, as `tcpdump -r` does. [`CaptureFileReader`] turns a pcap or
 //! pcapng stream ([`crate::file`]) into messages ([`reassembly`]);
-//! [`FileSource`] applies the capture filters ([`filter`]) and hands them to
+//! [`FileSource`] applies the capture filters ([`crate::filter`]) and hands them to
 //! the event pump.
 
-mod filter;
 mod reassembly;
 
 use std::fs::File;
@@ -19,10 +18,10 @@ use sockdump_common::{DecodeError, Event};
 
 use crate::capture::Filter;
 use crate::file::{FileError, Packets};
+use crate::filter::MessageFilter;
 use crate::messages::note;
 use crate::output::framing::LINKTYPE_ETHERNET;
 use crate::pump::{Source, Waited};
-use filter::ReadFilter;
 use reassembly::Reassembly;
 
 /// Why a file cannot be read back.
@@ -125,7 +124,7 @@ const BATCH: usize = 1024;
 pub struct FileSource {
     path: std::path::PathBuf,
     reader: CaptureFileReader<File>,
-    filter: ReadFilter,
+    filter: MessageFilter,
     ended: bool,
 }
 
@@ -133,7 +132,7 @@ impl FileSource {
     pub fn open(path: &Path, filter: Filter) -> Result<Self> {
         let reader =
             CaptureFileReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let filter = ReadFilter { pid: filter.pid, comm: filter.comm, sock: filter.sock_prefix };
+        let filter = MessageFilter { pid: filter.pid, comm: filter.comm, sock: filter.sock_prefix };
         Ok(FileSource { path: path.to_path_buf(), reader, filter, ended: false })
     }
 
@@ -191,13 +190,13 @@ impl Source for FileSource {
     }
 
     /// A file has nothing in flight: a stop ends it at once.
-    fn stop_cutoff(&self) -> Option<u64> {
+    fn stop_cutoff(&mut self) -> Option<u64> {
         None
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use pcap_file::pcapng::blocks::{
         ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, SECTION_HEADER_BLOCK,
     };
@@ -239,6 +238,9 @@ mod tests {
             path: SocketName::Unnamed,
             peer_path: SocketName::Path(b"/tmp/a b.sock"),
             data: b"hello",
+            rx_sock: 0,
+            rx_pos: 0,
+            reader: sockdump_common::Reader::Unknown,
         };
         let mut reply = base.clone();
         reply.sock_ino = 200;

@@ -81,6 +81,12 @@ pub fn fields(file: &Path, filter: &str, fields: &[&str], extra: &[&str]) -> Vec
 }
 
 /// How many packets match a display filter.
+/// `fields` with the sockdump Lua plugin loaded.
+pub fn lua(file: &Path, filter: &str, names: &[&str]) -> Vec<Vec<String>> {
+    let script = format!("lua_script:{}", lua_plugin().display());
+    fields(file, filter, names, &["-X", &script])
+}
+
 pub fn count(file: &Path, filter: &str, extra: &[&str]) -> usize {
     fields(file, filter, &["frame.number"], extra).len()
 }

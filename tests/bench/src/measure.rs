@@ -35,6 +35,9 @@ enum Watcher {
     Text,
     /// capture everything, pcapng to a file
     Pcapng,
+    /// the same without learning readers (`--reader-wait 0`): what naming
+    /// readers costs, in families that can
+    PcapngNoReaders,
     /// a --sock filter that matches nothing: what unrelated traffic pays
     NoMatch,
     /// strace -f -e trace=write,sendmsg -s 65535, what users do today
@@ -48,6 +51,7 @@ impl Watcher {
             Watcher::Floor => "floor: empty programs where the hook attaches",
             Watcher::Text => "sockdump, everything, text to /dev/null",
             Watcher::Pcapng => "sockdump, everything, pcapng to a file",
+            Watcher::PcapngNoReaders => "sockdump, everything, pcapng to a file, --reader-wait 0",
             Watcher::NoMatch => "sockdump, --sock filter matching nothing",
             Watcher::Strace => "strace -f -e trace=write,sendmsg -s 65535",
         }
@@ -258,12 +262,18 @@ fn start_watcher(opts: &Options, config: Config, scratch: &Path) -> Result<Optio
     let args: Vec<String> = match config.watcher {
         Watcher::None | Watcher::Floor | Watcher::Strace => return Ok(None),
         Watcher::Text => vec!["--format".into(), "hex".into()],
-        Watcher::Pcapng => vec![
-            "--format".into(),
-            "pcapng".into(),
-            "--output".into(),
-            scratch.join("bench.pcapng").display().to_string(),
-        ],
+        Watcher::Pcapng | Watcher::PcapngNoReaders => {
+            let mut args = vec![
+                "--format".into(),
+                "pcapng".into(),
+                "--output".into(),
+                scratch.join("bench.pcapng").display().to_string(),
+            ];
+            if config.watcher == Watcher::PcapngNoReaders {
+                args.extend(["--reader-wait".into(), "0".into()]);
+            }
+            args
+        }
         Watcher::NoMatch => vec!["--sock".into(), "/nonexistent/sockdump-bench".into()],
     };
     start_sockdump(opts, family.name, &args, Stdio::null()).map(Some)
@@ -413,8 +423,14 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     let mut configs = vec![Config::BASELINE];
     for hook in &hooks {
         let floor = hook.floor.then_some(Watcher::Floor);
+        let no_readers = (hook.family.sees_readers && captures.contains(&Watcher::Pcapng))
+            .then_some(Watcher::PcapngNoReaders);
         configs.extend(
-            floor.iter().chain(&captures).map(|&watcher| Config { watcher, family: Some(hook.family) }),
+            floor
+                .iter()
+                .chain(&captures)
+                .chain(&no_readers)
+                .map(|&watcher| Config { watcher, family: Some(hook.family) }),
         );
     }
     if have("strace") {

@@ -243,6 +243,9 @@ fn events(data: &[u8]) -> Vec<Event<'_>> {
                 path,
                 peer_path,
                 data,
+                rx_sock: 0,
+                rx_pos: 0,
+                reader: sockdump_common::Reader::Unknown,
             }
         })
         .collect()
@@ -297,6 +300,9 @@ impl Names {
                     path,
                     peer_path,
                     data,
+                    rx_sock: 0,
+                    rx_pos: 0,
+                    reader: sockdump_common::Reader::Unknown,
                 }
             })
             .collect()

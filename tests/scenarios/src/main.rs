@@ -12,6 +12,7 @@
 
 mod parse;
 mod peer;
+mod readers;
 mod runner;
 mod scenarios;
 

@@ -34,6 +34,23 @@ pub struct Sent {
     pub data: Vec<u8>,
     pub notes: Vec<String>,
     pub shown: Shown,
+    /// Who reads the message, where a scenario says.
+    #[serde(default)]
+    pub read_by: ReadBy,
+}
+
+/// Which process reads a message, for a hook family that names readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ReadBy {
+    /// Not checked: any reader, or SO_PEERCRED's pid when none was seen.
+    #[default]
+    Unchecked,
+    /// This process reads it, within sockdump's --reader-wait.
+    Pid(u32),
+    /// `first` reads its first part, `others` more processes the rest.
+    Split { first: u32, others: u32 },
+    /// Nobody reads it: sockdump shows SO_PEERCRED's pid.
+    Nobody,
 }
 
 /// What sockdump must make of a send.
@@ -222,7 +239,14 @@ impl Peer {
             data,
             notes,
             shown,
+            read_by: ReadBy::Unchecked,
         });
+        Ok(())
+    }
+
+    /// Says who reads the message recorded last.
+    pub fn read_by(&mut self, read_by: ReadBy) -> Result<()> {
+        self.sent.last_mut().context("no message recorded yet")?.read_by = read_by;
         Ok(())
     }
 

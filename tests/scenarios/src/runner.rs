@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::parse::{parse_hex_output, Printed};
-use crate::peer::{Sent, Shown};
+use crate::parse::{parse_hex_output, Printed, To};
+use crate::peer::{ReadBy, Sent, Shown};
 use crate::scenarios::{Scenario, Setup};
 
-/// How long sockdump may take to load (BTF parsing is slow under emulation).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long sockdump may take to load: BTF parsing and attaching are slow
+/// under emulation, the more so with every VM of the matrix busy at once.
+const START_TIMEOUT: Duration = Duration::from_secs(240);
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,6 +84,8 @@ struct Sockdump {
     family: String,
     /// It warned that the kernel may preempt that family's programs.
     preempted: bool,
+    /// It names the process that read each message.
+    readers_named: bool,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
     stderr_lines: Vec<String>,
@@ -131,6 +134,11 @@ fn warned(stderr: &[String]) -> bool {
     stderr.iter().any(|line| line.contains("may preempt the"))
 }
 
+/// Whether `listening ...` (the last of `stderr`) says messages name their readers.
+fn line_names_readers(stderr: &[String]) -> bool {
+    stderr.last().is_some_and(|l| l.contains(", readers named, "))
+}
+
 /// The family in `listening on unix sockets, hook FAMILY (...`, the last of `stderr`.
 fn family(stderr: &[String]) -> Result<String> {
     let listening = stderr.last().map_or("", String::as_str);
@@ -157,8 +165,10 @@ fn collect_lines(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 impl Sockdump {
     fn start(target: &Target, options: &[String]) -> Result<Self> {
         let mut process = Command::new(&target.sockdump)
-            // -v: a failure can show the kernel's loss counters
-            .args(["--hook", &target.hook, "--format", "hex", "-v"])
+            // -v: a failure can show the kernel's loss counters. Readers
+            // are learnt within --reader-wait: an emulated VM under load
+            // can take longer than the default to fork a reader and read
+            .args(["--hook", &target.hook, "--format", "hex", "-v", "--reader-wait", "3000"])
             .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -170,6 +180,7 @@ impl Sockdump {
             process,
             family: String::new(),
             preempted: false,
+            readers_named: false,
             stdout,
             stderr,
             stderr_lines: Vec::new(),
@@ -186,6 +197,7 @@ impl Sockdump {
                             Ok(family) => {
                                 me.family = family;
                                 me.preempted = warned(&me.stderr_lines);
+                                me.readers_named = line_names_readers(&me.stderr_lines);
                             }
                             Err(err) => {
                                 let _ = me.process.kill();
@@ -294,6 +306,7 @@ pub fn run(me: &Path, target: &Target, scenarios: &[&'static Scenario]) -> Resul
 /// missed are allowed, as long as the totals count them lost.
 fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Outcome>> {
     let preempted = capture.preempted;
+    let readers_named = capture.readers_named;
     let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
     for peer in &mut peers {
         peer.go(&capture.family)?;
@@ -323,7 +336,7 @@ fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Out
         .into_iter()
         .map(|scenario| {
             let failure = match &reports[scenario.name] {
-                Ok(sent) => match compare(scenario, sent, &printed, preempted) {
+                Ok(sent) => match compare(scenario, sent, &printed, preempted, readers_named) {
                     Ok(n) => {
                         missed += n;
                         None
@@ -411,10 +424,25 @@ fn check_totals(
     Ok(())
 }
 
-fn matches(sent: &Sent, printed: &Printed) -> bool {
+/// Whether `to` is who `sent` went to: its reader, where sockdump names
+/// readers (`readers_named`) and the scenario says who; else SO_PEERCRED's pid.
+fn went_to(sent: &Sent, to: To, readers_named: bool) -> bool {
+    match (to, sent.read_by) {
+        (To::Peer(pid), ReadBy::Unchecked | ReadBy::Nobody) => pid == sent.peer_pid,
+        (To::Peer(pid), ReadBy::Pid(_) | ReadBy::Split { .. }) => !readers_named && pid == sent.peer_pid,
+        (To::Reader { .. }, ReadBy::Unchecked) => readers_named,
+        (To::Reader { pid, others: 0 }, ReadBy::Pid(reader)) => readers_named && pid == reader,
+        (To::Reader { pid, others }, ReadBy::Split { first, others: more }) => {
+            readers_named && (pid, others) == (first, more)
+        }
+        (To::Reader { .. }, _) => false,
+    }
+}
+
+fn matches(sent: &Sent, printed: &Printed, readers_named: bool) -> bool {
     sent.pid == printed.pid
         && sent.comm == printed.comm
-        && sent.peer_pid == printed.peer_pid
+        && went_to(sent, printed.to, readers_named)
         && sent.path == printed.path
         && sent.len == printed.len
         && sent.notes == printed.notes
@@ -436,7 +464,7 @@ fn describe(p: &Printed) -> String {
         "{} [{} -> {:?}] path {} len {}({}) {:?} {:?}",
         p.comm,
         p.pid,
-        p.peer_pid,
+        p.to,
         p.path,
         p.captured,
         p.len,
@@ -448,13 +476,19 @@ fn describe(p: &Printed) -> String {
 /// Every expected message printed exactly once (with `may_miss`, at most
 /// once: returns how many are missing), no forbidden one printed, and for
 /// exclusive scenarios nothing else printed.
-fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed], may_miss: bool) -> Result<usize> {
+fn compare(
+    scenario: &Scenario,
+    sent: &[Sent],
+    printed: &[Printed],
+    may_miss: bool,
+    readers_named: bool,
+) -> Result<usize> {
     let mut missing = 0;
     let pids: Vec<u32> = sent.iter().map(|s| s.pid).collect();
     let mut unused: Vec<&Printed> =
         printed.iter().filter(|p| scenario.exclusive || pids.contains(&p.pid)).collect();
     for expected in sent.iter().filter(|s| s.shown.printed()) {
-        match unused.iter().position(|p| matches(expected, p)) {
+        match unused.iter().position(|p| matches(expected, p, readers_named)) {
             Some(index) => {
                 unused.remove(index);
             }
@@ -466,9 +500,10 @@ fn compare(scenario: &Scenario, sent: &[Sent], printed: &[Printed], may_miss: bo
                     .find(|p| p.data == expected.data && p.pid == expected.pid)
                     .or_else(|| printed.iter().find(|p| p.path == expected.path && p.pid == expected.pid));
                 bail!(
-                    "missing {} [{} -> {:?}] path {} len {}({}) {:?} {:?}; {}",
+                    "missing {} [{} -> {:?} / peer {:?}] path {} len {}({}) {:?} {:?}; {}",
                     expected.comm,
                     expected.pid,
+                    expected.read_by,
                     expected.peer_pid,
                     expected.path,
                     expected.data.len(),
@@ -544,6 +579,7 @@ mod tests {
             data: b"data".to_vec(),
             notes: Vec::new(),
             shown,
+            read_by: ReadBy::Unchecked,
         }
     }
 
@@ -580,7 +616,7 @@ mod tests {
         Printed {
             comm: "peer".into(),
             pid: 10,
-            peer_pid: None,
+            to: To::Peer(None),
             path: "socket:[5]".into(),
             captured: data.len(),
             len,
@@ -590,27 +626,55 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_is_checked_where_the_scenario_names_it() {
+        let peer = Sent { peer_pid: Some(7), ..sent(Shown::Bytes) };
+        let read_by = |read_by| Sent { read_by, ..peer.clone() };
+        let reader = |pid| To::Reader { pid, others: 0 };
+        // sockdump names readers
+        assert!(went_to(&peer, reader(3), true) && went_to(&peer, To::Peer(Some(7)), true));
+        assert!(!went_to(&peer, To::Peer(Some(8)), true));
+        assert!(went_to(&read_by(ReadBy::Pid(3)), reader(3), true));
+        assert!(!went_to(&read_by(ReadBy::Pid(3)), reader(4), true));
+        assert!(!went_to(&read_by(ReadBy::Pid(3)), To::Reader { pid: 3, others: 1 }, true));
+        let split = read_by(ReadBy::Split { first: 3, others: 1 });
+        assert!(went_to(&split, To::Reader { pid: 3, others: 1 }, true));
+        assert!(
+            !went_to(&split, reader(3), true) && !went_to(&split, To::Reader { pid: 4, others: 1 }, true)
+        );
+        assert!(!went_to(&read_by(ReadBy::Pid(3)), To::Peer(Some(7)), true));
+        assert!(went_to(&read_by(ReadBy::Nobody), To::Peer(Some(7)), true));
+        assert!(!went_to(&read_by(ReadBy::Nobody), reader(3), true));
+        // it does not: SO_PEERCRED's pid, always
+        assert!(went_to(&read_by(ReadBy::Pid(3)), To::Peer(Some(7)), false));
+        assert!(!went_to(&read_by(ReadBy::Pid(3)), reader(3), false));
+        assert!(!went_to(&peer, reader(3), false));
+    }
+
+    #[test]
     fn flagged_records_are_compared_like_the_others() {
         let scenario = crate::scenarios::find("socketpair").unwrap();
         let flagged = [Sent { data: Vec::new(), notes: vec![NOTE_UNREADABLE.into()], ..sent(Shown::Length) }];
-        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[NOTE_UNREADABLE])], false).is_ok());
-        assert!(compare(scenario, &flagged, &[printed(b"", 3, &[NOTE_UNREADABLE])], false).is_err());
-        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[])], false).is_err());
-        assert!(compare(scenario, &flagged, &[printed(b"data", 4, &[])], false).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[NOTE_UNREADABLE])], false, false).is_ok());
+        assert!(compare(scenario, &flagged, &[printed(b"", 3, &[NOTE_UNREADABLE])], false, false).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"", 4, &[])], false, false).is_err());
+        assert!(compare(scenario, &flagged, &[printed(b"data", 4, &[])], false, false).is_err());
         // no record: neither the bytes nor a flagged length on the socket
         for shown in [Shown::Nothing, Shown::Lost(LOST_MMSG.into())] {
-            assert!(compare(scenario, &[sent(shown.clone())], &[], false).is_ok());
-            assert!(compare(scenario, &[sent(shown.clone())], &[printed(b"data", 4, &[])], false).is_err());
-            assert!(compare(scenario, &[sent(shown)], &[printed(b"", 4, &[NOTE_UNREADABLE])], false).is_err());
+            assert!(compare(scenario, &[sent(shown.clone())], &[], false, false).is_ok());
+            assert!(
+                compare(scenario, &[sent(shown.clone())], &[printed(b"data", 4, &[])], false, false).is_err()
+            );
+            assert!(compare(scenario, &[sent(shown)], &[printed(b"", 4, &[NOTE_UNREADABLE])], false, false)
+                .is_err());
         }
         // a preempted hook may miss a send and says how many it missed
         let bytes = [sent(Shown::Bytes)];
-        assert_eq!(compare(scenario, &bytes, &[], true).unwrap(), 1);
-        assert_eq!(compare(scenario, &bytes, &[printed(b"data", 4, &[])], true).unwrap(), 0);
-        assert!(compare(scenario, &bytes, &[printed(b"dat4", 4, &[])], true).is_err());
-        assert!(compare(scenario, &bytes, &[printed(b"data", 3, &[])], true).is_err());
+        assert_eq!(compare(scenario, &bytes, &[], true, false).unwrap(), 1);
+        assert_eq!(compare(scenario, &bytes, &[printed(b"data", 4, &[])], true, false).unwrap(), 0);
+        assert!(compare(scenario, &bytes, &[printed(b"dat4", 4, &[])], true, false).is_err());
+        assert!(compare(scenario, &bytes, &[printed(b"data", 3, &[])], true, false).is_err());
         // never another send's record in its place, not even a flagged length
-        assert!(compare(scenario, &bytes, &[printed(b"", 4, &[NOTE_UNREADABLE])], true).is_err());
-        assert!(compare(scenario, &bytes, &[], false).is_err());
+        assert!(compare(scenario, &bytes, &[printed(b"", 4, &[NOTE_UNREADABLE])], true, false).is_err());
+        assert!(compare(scenario, &bytes, &[], false, false).is_err());
     }
 }

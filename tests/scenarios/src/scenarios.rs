@@ -14,6 +14,7 @@ use nix::sys::socket::{
 };
 
 use crate::peer::{inode_name, owned, peer_pid, Family, Limits, Peer, Shown, DEFAULT_LIMITS, LOST_MMSG};
+use crate::readers;
 
 /// Where a scenario's sockdump options can point.
 pub struct Setup<'a> {
@@ -87,6 +88,11 @@ pub const SCENARIOS: &[Scenario] = &[
     basic("blocked-senders", blocked_senders),
     basic("many-threads", many_threads),
     basic("forked-child", forked_child),
+    basic("reader-prefork", readers::prefork),
+    basic("reader-backend", readers::backend),
+    basic("reader-passed", readers::passed_socket),
+    basic("reader-dgram", readers::dgram_child),
+    basic("reader-split", readers::split_read),
     basic("sendmmsg", |p| send_mmsg(p, 3)),
     basic("io-uring-send", io_uring_send),
     basic("sendfile", send_file),
@@ -154,7 +160,7 @@ fn shown(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn read_exact_from(fd: &impl AsFd, len: usize) -> Result<Vec<u8>> {
+pub fn read_exact_from(fd: &impl AsFd, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0; len];
     let mut got = 0;
     while got < len {
@@ -729,7 +735,7 @@ fn splice(p: &mut Peer) -> Result<()> {
     })
 }
 
-/// --pid: what the peer sends and what is sent to it, nothing else.
+/// --pid: what the peer sends, what is sent to it, and what it reads; nothing else.
 fn filter_pid(p: &mut Peer) -> Result<()> {
     let (mut a, _b) = UnixStream::pair()?;
     let name = inode_name(&a)?;
@@ -754,7 +760,7 @@ fn filter_pid(p: &mut Peer) -> Result<()> {
     let (conn, _) = listener.accept()?;
     read_exact_from(&conn, 30)?;
     p.join(client)?;
-    Ok(())
+    readers::read_by_the_target(p)
 }
 
 /// Exchanges one message each way on a fresh connection to `path`.

@@ -270,6 +270,9 @@ mod tests {
             path,
             peer_path,
             data,
+            rx_sock: 0,
+            rx_pos: 0,
+            reader: sockdump_common::Reader::Unknown,
         }
     }
 
