@@ -36,9 +36,16 @@ impl Reassembly {
         let bad = |reason: String| ReadError::BadPacket { packet: number, reason };
         if packet.linktype == u32::from(LINKTYPE_USER0) {
             let record = user0::parse(packet.data).map_err(|e| bad(e.to_string()))?;
+            let mut meta = OwnedMeta::of(&record.meta);
+            // the header has no reader; pcapng's comment does
+            if let Some(Ok(Comment::Message { meta: commented, .. })) =
+                packet.comment.map(meta::parse_comment)
+            {
+                meta.reader = commented.reader;
+            }
             self.flush_pending();
             self.ready.push_back(Message {
-                meta: OwnedMeta::of(&record.meta),
+                meta,
                 timestamp_ns: packet.timestamp_ns,
                 data: record.data.to_vec(),
             });
@@ -106,5 +113,31 @@ impl Reassembly {
             }
             self.ready.push_back(pending.message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockdump_common::meta::{write_comment, Direction, MessageMeta};
+    use sockdump_common::{Comm, Reader};
+
+    #[test]
+    fn a_user0_packet_takes_its_reader_from_the_comment() {
+        let big = vec![0u8; 10];
+        let event = crate::read::tests::events(&big)[0].clone();
+        let mut meta = MessageMeta::of(&event);
+        let mut data = Vec::new();
+        user0::write_header(&mut data, &meta, Direction::Outbound);
+        meta.reader = Reader::Thread { pid: 55, tid: 56, comm: Comm::new(b"worker"), others: 0 };
+        let mut comment = String::new();
+        write_comment(&mut comment, &meta, None);
+        let mut reassembly = Reassembly::default();
+        for comment in [Some(comment.as_str()), None] {
+            let packet = RawPacket { linktype: LINKTYPE_USER0.into(), timestamp_ns: 1, data: &data, comment };
+            reassembly.add(1, &packet).expect("a USER0 packet");
+        }
+        assert_eq!(reassembly.pop().map(|m| m.meta.reader), Some(meta.reader));
+        assert_eq!(reassembly.pop().map(|m| m.meta.reader), Some(Reader::Unknown));
     }
 }
