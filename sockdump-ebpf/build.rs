@@ -8,8 +8,14 @@ use std::process::Command;
 /// One object per hook family, the fentry probe, and the benchmarks' floor.
 const OBJECTS: &[&str] = &["fentry", "socket", "kprobe", "tracepoint", "probe", "floor"];
 
-const HEADERS: &[&str] =
-    &["bpf/capture.h", "bpf/compat.h", "bpf/kernel_types.h", "bpf/syscall_send.h", "include/sockdump_abi.h"];
+const HEADERS: &[&str] = &[
+    "bpf/capture.h",
+    "bpf/compat.h",
+    "bpf/kernel_types.h",
+    "bpf/readers.h",
+    "bpf/syscall_send.h",
+    "include/sockdump_abi.h",
+];
 
 fn main() {
     for header in HEADERS {
