@@ -149,7 +149,19 @@ fn curl_to_a_python_http_server_dissects_as_http() {
     assert!(comment.contains(&format!(" peer_path={sock_s} ")), "{comment}");
     assert!(comment.contains(" type=stream "), "{comment}");
     let responses = fields(&eth, "http.response", &["http.response.code", "frame.comment"], &[]);
-    assert_eq!(responses.len(), 1, "{responses:?}");
+    let packets = || {
+        let columns = [
+            "frame.number",
+            "tcp.srcport",
+            "tcp.dstport",
+            "tcp.seq",
+            "tcp.len",
+            "tcp.flags.str",
+            "frame.comment",
+        ];
+        fields(&eth, "", &columns, &[])
+    };
+    assert_eq!(responses.len(), 1, "{responses:?}; the packets: {:?}", packets());
     assert_eq!(responses[0][0], "200");
     assert_eq!(pid_of(&responses[0][1]), server_pid);
     assert!(responses[0][1].contains(&format!(" path={sock_s} ")), "{}", responses[0][1]);
