@@ -58,6 +58,16 @@ struct inflight {
 /* user space reads `sock` of every entry left when a capture ends (capture/mod.rs) */
 _Static_assert(sizeof(struct inflight) == 104, "INFLIGHT_SIZE in sockdump/src/capture/mod.rs");
 
+/* Where a send went, and the first of its numbers there (readers.h). */
+struct rx_place {
+	__u64 sock; /* the receiving struct sock *, 0 if unknown */
+	__u64 pos;
+};
+
+/* inflight.rx_sock of a send whose receiver its exit learns (a datagram's,
+ * where the entry decides the filters) */
+#define RX_AT_EXIT (~0ULL)
+
 /* A hook that cannot read the iterator cheaply does not check it. */
 #define ITER_LEFT_UNKNOWN (~0ULL)
 
@@ -144,17 +154,6 @@ static __always_inline void count(__u32 counter, __u64 n)
 	if (value)
 		__sync_fetch_and_add(value, n);
 }
-
-/* A family that names readers (SOCKDUMP_READERS) numbers the traffic of
- * receiving sockets; its filters then consult the numbering. */
-#ifdef SOCKDUMP_READERS
-#include "readers.h"
-#else
-static __always_inline bool reader_may_match(const struct inflight *f, bool by_pid)
-{
-	return false;
-}
-#endif
 
 static __always_inline struct scratch *scratch_slot(__u32 slot)
 {
@@ -252,6 +251,15 @@ static __always_inline __u64 socket_ino(const struct socket *sock)
 	if (!sock)
 		return 0;
 	return BPF_CORE_READ((const struct socket_alloc *)sock, vfs_inode.i_ino);
+}
+
+/* The same through its file, with plain loads from a BTF pointer (a
+ * socket the kernel made without one shows 0). */
+static __always_inline __u64 file_ino(const struct socket *sock)
+{
+	const struct file *file = sock ? sock->file : NULL;
+
+	return file ? file->f_inode->i_ino : 0;
 }
 
 /* unix_address.len and the sun_path behind it, read at once into
@@ -373,6 +381,12 @@ static __always_inline bool comm_matches(void)
 	return true;
 }
 
+/* The peer of `sk`, a struct unix_sock, with a probe read. */
+static __always_inline __u64 unix_peer(const struct sock *sk)
+{
+	return (__u64)BPF_CORE_READ((const struct unix_sock *)sk, peer);
+}
+
 /* Without --all-users, a non-root caller sees only conversations one side
  * of which is theirs: the sender, or the owner of the socket at the other
  * end (sk_uid is set from the creator's fsuid). */
@@ -382,7 +396,7 @@ static __always_inline bool uid_matches(const struct sock *sk)
 
 	if (!settings.filter_uid_on || (__u32)bpf_get_current_uid_gid() == settings.filter_uid)
 		return true;
-	peer = (const struct sock *)BPF_CORE_READ((const struct unix_sock *)sk, peer);
+	peer = (const struct sock *)unix_peer(sk);
 	return peer && BPF_CORE_READ(peer, sk_uid.val) == settings.filter_uid;
 }
 
@@ -417,6 +431,27 @@ static __always_inline bool may_name_destination(const struct inflight *f, const
 {
 	return f->type == SOCKDUMP_SOCK_DGRAM && (!own->peer || f->name || f->kind != INFLIGHT_BUFFER);
 }
+
+/* A family that names readers (SOCKDUMP_READERS) numbers the traffic of
+ * receiving sockets; its filters then consult the numbering. */
+#ifdef SOCKDUMP_READERS
+#include "readers.h"
+#else
+static __always_inline __u64 receiver_of(__u16 type, bool named, __u64 peer, int ret)
+{
+	return 0;
+}
+
+static __always_inline struct rx_place number_send(__u64 rx, __u16 type, int ret, bool watch)
+{
+	return (struct rx_place){};
+}
+
+static __always_inline bool reader_may_match(const struct inflight *f, bool by_pid)
+{
+	return false;
+}
+#endif
 
 /*
  * The filters that can be decided when a send starts, on the socket `sk`.
@@ -475,16 +510,25 @@ static __always_inline void remember_send(const struct inflight *f)
 }
 
 /* A send the filters rejected: the thread's slot must not keep an earlier
- * send whose exit was missed, or this send's exit would record that one. */
-static __always_inline void forget_send(void)
+ * send whose exit was missed, or this send's exit would record that one.
+ * Where readers are named it keeps what numbering the send needs, for an
+ * exit that cannot see the socket (a kretprobe). */
+static __always_inline void forget_send(const struct inflight *f)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct inflight *slot = bpf_map_lookup_elem(&inflight, &pid_tgid);
 
-	if (slot && slot->sock) {
-		count(SOCKDUMP_LOST_NO_EXIT, 1);
-		slot->sock = 0;
+	if (!slot) {
+		if (settings.readers)
+			bpf_map_update_elem(&inflight, &pid_tgid, f, BPF_ANY);
+		return;
 	}
+	if (slot->sock)
+		count(SOCKDUMP_LOST_NO_EXIT, 1);
+	slot->sock = 0;
+	slot->sk = f->sk;
+	slot->type = f->type;
+	slot->name_len = f->name_len;
 }
 
 /* Completes `f` for a send on `sock` that the filters want; for any other
@@ -493,12 +537,12 @@ static __always_inline bool claim_send(struct inflight *f, const struct socket *
 				       const struct socket_view *v)
 {
 	f->type = v->type;
+	f->sk = (__u64)v->sk;
 	if (!send_wanted(v->sk, f, NULL)) {
-		forget_send();
+		forget_send(f);
 		return false;
 	}
 	f->sock = (__u64)sock;
-	f->sk = (__u64)v->sk;
 	return true;
 }
 
@@ -526,6 +570,8 @@ struct exit_view {
 	__u64 sock; /* struct socket * */
 	__u64 left; /* bytes left in the iterator */
 	struct buffer_view now; /* the iterator as the send left it */
+	__u64 rx;               /* where it went (readers.h: receiver_of) */
+	__u16 type;             /* the socket type */
 };
 
 /* Whether `now`, a send's iterator at its exit, is where the entry saw
@@ -861,6 +907,9 @@ static __always_inline int sendmsg_enter(const struct socket *sock, const struct
 	f.name_len = BPF_CORE_READ(msg, msg_namelen);
 	if (f.name_len)
 		f.name = (__u64)BPF_CORE_READ(msg, msg_name);
+	/* for the filters: the exit learns a datagram's receiver */
+	if (settings.readers)
+		f.rx_sock = v.type == SOCKDUMP_SOCK_DGRAM ? RX_AT_EXIT : unix_peer(v.sk);
 	if (!claim_send(&f, sock, &v))
 		return 0;
 	read_iter(&msg->msg_iter, &f.buffer);
@@ -873,9 +922,15 @@ static __always_inline int sendmsg_enter(const struct socket *sock, const struct
 
 static __always_inline int sendmsg_exit(__s64 ret, __u32 slot, const struct exit_view *exit)
 {
-	if (take_exit(slot, ret, exit))
-		record_pending(ret, slot);
-	return 0;
+	struct scratch *s = take_exit(slot, ret, exit);
+	/* every send is numbered; one that may be recorded watches its receiver */
+	struct rx_place place = number_send(exit->rx, exit->type, ret, s != NULL);
+
+	if (!s)
+		return 0;
+	s->pending.rx_sock = place.sock;
+	s->pending.rx_pos = place.pos;
+	return record_pending(ret, slot);
 }
 
 char LICENSE[] SEC("license") = "GPL";

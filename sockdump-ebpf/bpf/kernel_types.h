@@ -118,6 +118,7 @@ struct path {
 
 struct sock_common {
 	unsigned short skc_family;
+	unsigned long skc_flags; /* sk_flags (here since 4.4) */
 };
 
 struct socket;
@@ -137,6 +138,8 @@ struct sock {
 	struct socket *sk_socket;
 	kuid_t sk_uid; /* the socket's owner (4.10+) */
 };
+
+#define SOCK_DEAD 0 /* enum sock_flags, first since 2.6 */
 
 struct unix_sock {
 	struct sock sk;

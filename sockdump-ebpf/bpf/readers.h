@@ -7,6 +7,13 @@
  * record (struct sockdump_read) of who consumed which numbers; user space
  * matches the two (sockdump/src/readers.rs). Metadata only: no bytes.
  *
+ * A send is counted after its buffer is queued, so its reader may take it
+ * first, on another CPU or while the sender waits to run. A read that
+ * takes numbers no send has taken yet therefore always leaves a record;
+ * and a send to be recorded marks its receiver watched before it takes its
+ * numbers, so that a reader taking them after it sees the mark (a locked
+ * add orders the two on x86).
+ *
  * Sockets are known by their kernel address, which a new socket may take
  * over from a freed one, and the counts start at 0 when an address is first
  * seen, whatever its socket held unread then. Both line up again whenever
@@ -15,6 +22,12 @@
  * buffer queued follows everything sent before it. These only move the
  * read count forward: a send is counted after its buffer is queued, so a
  * reader can count it first (docs/DESIGN.md, "Readers").
+ *
+ * Numbers are taken with a fetching atomic add, and counts realigned with
+ * compare-and-swap, where the kernel has them (SOCKDUMP_ATOMIC_FETCH:
+ * 5.12+, the objects user space loads there). For 5.10 the count is read
+ * around a plain atomic add, and numbers taken at the same moment on
+ * another CPU leave both unknown rather than guessed.
  */
 #ifndef SOCKDUMP_READERS_H
 #define SOCKDUMP_READERS_H
@@ -27,10 +40,8 @@ struct rx_count {
 	__u64 sent;
 	__u64 read;
 	__u32 watched;     /* a recorded message went here: its reads leave records */
-	__u32 last_reader; /* tgid of the last read, 0 before any */
-	__u32 last_tid;
-	__u32 pad;
-	char last_comm[SOCKDUMP_COMM_LEN];
+	__u32 last_reader; /* tgid of the last read, 0 before any (for the filters) */
+	char last_comm[SOCKDUMP_COMM_LEN]; /* its command, kept for --comm only */
 	/* the inode of the socket these counts are of, 0 while it has no
 	 * file (the server end of a connection until accept()) */
 	__u64 ino;
@@ -48,56 +59,206 @@ struct {
 	__uint(max_entries, 1 << 20);
 } reads SEC(".maps");
 
-/* The units a send or read of `ret` bytes moves on a socket of `type`. */
+/* Taken by another CPU at the same moment: which numbers are whose is
+ * unknown. */
+#define NUMBERS_RACED (~0ULL)
+
+/* Takes `units` numbers from `counter`: the first of them, or NUMBERS_RACED. */
+static __always_inline __u64 take_numbers(__u64 *counter, __u32 units)
+{
+#ifdef SOCKDUMP_ATOMIC_FETCH
+	return __sync_fetch_and_add(counter, units);
+#else
+	__u64 before = *(volatile __u64 *)counter;
+
+	/* the result unused: a plain atomic add, which 5.10 has */
+	__sync_fetch_and_add(counter, units);
+	return *(volatile __u64 *)counter == before + units ? before : NUMBERS_RACED;
+#endif
+}
+
+/* Moves `count` up to `to`, never down. With fetching atomics (which
+ * came with compare-and-swap) a count another CPU moves meanwhile keeps
+ * the larger value; without, a plain store can undo a concurrent take. */
+static __always_inline void raise_to(__u64 *count, __u64 to)
+{
+	__u64 now = *(volatile __u64 *)count;
+
+#ifdef SOCKDUMP_ATOMIC_FETCH
+	for (int tries = 0; tries < 4 && now < to; tries++) {
+		__u64 was = __sync_val_compare_and_swap(count, now, to);
+
+		if (was == now)
+			return;
+		now = was;
+	}
+#else
+	if (now < to)
+		*count = to;
+#endif
+}
+
+/* The units a send or read of `ret` bytes moves on a socket of `type`:
+ * a stream's bytes, another socket's messages. */
 static __always_inline __u32 rx_units(__u16 type, int ret)
 {
 	return type == SOCKDUMP_SOCK_STREAM ? (__u32)ret : 1;
 }
 
-/* The counts of socket `rx`, whose inode is `ino` (0: no file yet), made
- * on first sight. Another socket at a freed one's address has another
- * inode, or none where the old one had one: what the old one left unread
- * is then dropped, and who read it forgotten. */
-static __always_inline struct rx_count *rx_count_of(__u64 rx, __u64 ino)
+/* receiver_ino of a socket its owner closed: the kernel keeps it while
+ * its peer holds it, and a sender that ran late still numbers it. */
+#define INO_CLOSED (~0ULL)
+
+/* The inode of the socket `sk` belongs to, with probe reads; 0 while it
+ * has no file (the server end of a connection until accept()), and
+ * INO_CLOSED once closed (sock_orphan: no file either, but SOCK_DEAD).
+ * Taking a closed socket for a new one at a freed address moved its
+ * counts past reads already made of what a late sender sent. */
+static __always_inline __u64 receiver_ino(const struct sock *sk)
+{
+	const struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+
+	if (!sock && (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DEAD)))
+		return INO_CLOSED;
+	return socket_ino(sock);
+}
+
+/*
+ * The counts `c` were kept for the socket of inode `ino` (0: none). A
+ * socket at a freed one's address has another inode, or none where the
+ * old one had one (a new connection's server end): who read the old one
+ * is forgotten, and both counts move up to the larger, dropping what it
+ * left unread (or read unseen, from sends the hooks miss). Never back:
+ * that would undo a read of the new socket that took numbers before its
+ * send counted them. An inode appearing where there was none is the same
+ * socket, accepted.
+ */
+static __always_inline void check_owner(struct rx_count *c, __u64 ino)
+{
+	if (c->ino && c->ino != ino) {
+		raise_to(&c->read, c->sent);
+		raise_to(&c->sent, c->read);
+		c->watched = 0;
+		c->last_reader = 0;
+	}
+	c->ino = ino;
+}
+
+/* The counts of socket `rx`, made on first sight, for a read of it
+ * (inode `ino`) or a send to it (`ino` < 0: looked up after the counts,
+ * so that a reader who saw the socket accepted and counted a read here
+ * is never taken for another socket's by a sender that saw it still
+ * unaccepted). */
+static __always_inline struct rx_count *rx_count_of(__u64 rx, __s64 ino)
 {
 	struct rx_count *c = bpf_map_lookup_elem(&rx_counts, &rx);
-	struct rx_count fresh = { .ino = ino };
+	__u64 now = ino < 0 ? receiver_ino((const struct sock *)rx) : (__u64)ino;
+	struct rx_count fresh = { .ino = now == INO_CLOSED ? 0 : now };
 
 	if (!c) {
 		bpf_map_update_elem(&rx_counts, &rx, &fresh, BPF_NOEXIST);
 		return bpf_map_lookup_elem(&rx_counts, &rx);
 	}
-	if (c->ino != ino && c->ino) {
-		c->read = c->sent;
-		c->watched = 0;
-		c->last_reader = 0;
-	}
-	c->ino = ino;
+	if (now != INO_CLOSED)
+		check_owner(c, now);
 	return c;
 }
 
-/* Numbers a send of `units` to socket `rx` (inode `ino`), which now
- * holds `queued` buffers: the first of its numbers. Every send is
- * numbered, recorded or not, since every read is. */
-static __always_inline __u64 number_send(__u64 rx, __u64 ino, __u32 units, __u32 queued)
+/* How many buffers wait in the receive queue of `sk`, with a probe read. */
+static __always_inline __u32 queued(const struct sock *sk)
 {
-	struct rx_count *c = rx_count_of(rx, ino);
-	__u64 pos;
+	const struct sk_buff_head *queue = &sk->sk_receive_queue;
 
-	if (!c)
-		return 0;
-	pos = __sync_fetch_and_add(&c->sent, units);
-	/* only this send's buffer waits: all before it were read. Never
-	 * back: a reader may have taken part of it and counted already. */
-	if (queued == 1 && c->read < pos)
-		c->read = pos;
-	return pos;
+	return BPF_CORE_READ(queue, qlen);
 }
 
-/* Writes a read record: thread `tid` of `pid`, named `comm`, consumed
- * `units` of socket `rx` from `pos` on. */
-static __always_inline void record_read(__u64 rx, __u64 pos, __u32 units, __u32 pid, __u32 tid, const char *comm)
+/* The datagram socket each thread's last datagram went to, from
+ * sk_data_ready, which the kernel calls on the receiver while the send is
+ * in progress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, __u64);
+	__uint(max_entries, 16384);
+} dgram_receiver SEC(".maps");
+
+/* sk_data_ready on `sk`: notes it if a unix datagram socket. `trusted`:
+ * a BTF pointer, read with plain loads. */
+static __always_inline int data_ready(struct sock *sk, const bool trusted)
 {
+	__u64 id = bpf_get_current_pid_tgid(), rx = (__u64)sk;
+	struct socket *sock;
+
+	if ((trusted ? sk->__sk_common.skc_family : BPF_CORE_READ(sk, __sk_common.skc_family)) != AF_UNIX)
+		return 0;
+	sock = trusted ? sk->sk_socket : BPF_CORE_READ(sk, sk_socket);
+	if (!sock || (trusted ? sock->type : BPF_CORE_READ(sock, type)) != SOCKDUMP_SOCK_DGRAM)
+		return 0;
+	bpf_map_update_elem(&dgram_receiver, &id, &rx, BPF_ANY);
+	return 0;
+}
+
+/* Where a send of `ret` bytes on a socket of `type` went: a datagram's
+ * receiver where sk_data_ready saw it go, else (not `named`, i.e. sent to
+ * no address of its own) `peer`; 0 if unknown, or if it sent nothing.
+ * Its address, not its inode: the server's end of a connection gets a
+ * file (and inode) only at accept(), after the client may have sent. */
+static __always_inline __u64 receiver_of(__u16 type, bool named, __u64 peer, int ret)
+{
+	/* a failed send sends nothing, an empty stream write neither */
+	if (!settings.readers || ret < 0 || (ret == 0 && type == SOCKDUMP_SOCK_STREAM))
+		return 0;
+	if (type == SOCKDUMP_SOCK_DGRAM) {
+		__u64 id = bpf_get_current_pid_tgid(), *seen = bpf_map_lookup_elem(&dgram_receiver, &id);
+
+		if (seen) {
+			__u64 rx = *seen;
+
+			bpf_map_delete_elem(&dgram_receiver, &id);
+			return rx;
+		}
+		if (named)
+			return 0;
+	}
+	return peer;
+}
+
+/*
+ * Numbers a send of `ret` bytes on a socket of `type` in the traffic of
+ * its receiver `rx` (receiver_of): where it went and its first number, or
+ * 0s where either is unknown. Every send is numbered, recorded or not,
+ * since every read is; one to be recorded (`watch`) first marks `rx`.
+ */
+static __always_inline struct rx_place number_send(__u64 rx, __u16 type, int ret, bool watch)
+{
+	struct rx_place place = {};
+	struct rx_count *c;
+	__u64 pos;
+
+	if (!rx)
+		return place;
+	c = rx_count_of(rx, -1);
+	if (!c)
+		return place;
+	if (watch)
+		c->watched = 1;
+	pos = take_numbers(&c->sent, rx_units(type, ret));
+	if (pos == NUMBERS_RACED)
+		return place;
+	/* only this send's buffer waits: all before it were read. Never
+	 * back: a reader may have taken part of it and counted already. */
+	if (queued((const struct sock *)rx) == 1)
+		raise_to(&c->read, pos);
+	place.sock = rx;
+	place.pos = pos;
+	return place;
+}
+
+/* Writes a read record: the current thread consumed `units` of socket
+ * `rx` from `pos` on. */
+static __always_inline void record_read(__u64 rx, __u64 pos, __u32 units)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct sockdump_read *r = bpf_ringbuf_reserve(&reads, sizeof(*r), 0);
 
 	if (!r) {
@@ -108,30 +269,12 @@ static __always_inline void record_read(__u64 rx, __u64 pos, __u32 units, __u32 
 	r->rx_sock = rx;
 	r->pos = pos;
 	r->units = units;
-	r->pid = pid;
-	r->tid = tid;
+	r->pid = pid_tgid >> 32;
+	r->tid = (__u32)pid_tgid;
 	r->pad0 = 0;
-	__builtin_memcpy(r->comm, comm, sizeof(r->comm));
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	/* no wakeup: user space reads them whenever it reads messages */
 	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
-}
-
-/* A recorded message of `units` from `pos` went to `rx`: its reads are
- * recorded from now on. A reader may have taken it already: a send is
- * counted after its buffer is queued. That read was not recorded, so it
- * is recorded now, as the socket's last reader's. */
-static __always_inline void watch_receiver(__u64 rx, __u64 pos, __u32 units)
-{
-	struct rx_count *c = bpf_map_lookup_elem(&rx_counts, &rx);
-	char comm[SOCKDUMP_COMM_LEN];
-
-	if (!c || c->watched)
-		return;
-	c->watched = 1;
-	if (c->read > pos && c->last_reader) {
-		__builtin_memcpy(comm, c->last_comm, sizeof(comm));
-		record_read(rx, pos, c->read - pos < units ? c->read - pos : units, c->last_reader, c->last_tid, comm);
-	}
 }
 
 /* A read of socket `rx` (of `type`, inode `ino`) returned `ret` with
@@ -141,41 +284,63 @@ static __always_inline int number_read(__u64 rx, __u64 ino, __u16 type, int ret,
 	__u64 pos, pid_tgid = bpf_get_current_pid_tgid();
 	struct rx_count *c;
 	__u32 units;
+	bool ahead;
 
 	/* a peek consumes nothing; 0 from a stream is its end */
 	if (ret < 0 || (flags & MSG_PEEK) || (ret == 0 && type == SOCKDUMP_SOCK_STREAM))
 		return 0;
-	c = rx_count_of(rx, ino);
+	c = rx_count_of(rx, (__s64)ino);
 	if (!c)
 		return 0;
 	units = rx_units(type, ret);
-	pos = __sync_fetch_and_add(&c->read, units);
+	pos = take_numbers(&c->read, units);
+	/* ahead of the sends: the sender of what this read took has not
+	 * counted it yet */
+	ahead = pos + units > *(volatile __u64 *)&c->sent;
 	/* nothing left unread: everything sent so far was read. Never back:
-	 * the sender of what this read took may not have counted it yet. */
-	if (!queued && c->read < c->sent)
-		c->read = c->sent;
+	 * a sender may not have counted what this read took yet. */
+	if (!queued)
+		raise_to(&c->read, c->sent);
 	c->last_reader = pid_tgid >> 32;
-	c->last_tid = (__u32)pid_tgid;
-	bpf_get_current_comm(c->last_comm, sizeof(c->last_comm));
-	if (c->watched)
-		record_read(rx, pos, units, c->last_reader, c->last_tid, c->last_comm);
+	if (settings.filter_comm_len)
+		bpf_get_current_comm(c->last_comm, sizeof(c->last_comm));
+	/* a read whose numbers are unknown names nobody */
+	if ((c->watched || ahead) && pos != NUMBERS_RACED)
+		record_read(rx, pos, units);
 	return 0;
+}
+
+/* A read on `sock` (a BTF pointer) with `flags` returned `ret`. */
+static __always_inline int read_done(struct socket *sock, int flags, int ret)
+{
+	struct sock *sk = sock->sk;
+
+	if (!sk)
+		return 0;
+	return number_read((__u64)sk, file_ino(sock), sock->type, ret, flags, sk->sk_receive_queue.qlen);
 }
 
 /*
  * Whether a send the --pid (`by_pid`) or --comm filter rejects as the
  * sender's may be wanted for its reader: its receiver was last read by
- * that process, or not read yet. User space decides once the reader is
- * known.
+ * that process, or not read yet (a socket at a freed one's address, whose
+ * reader the counts still name, was not). User space decides once the
+ * reader is known.
  */
 static __always_inline bool reader_may_match(const struct inflight *f, bool by_pid)
 {
 	struct rx_count *c;
+	__u64 ino;
 
 	if (!settings.readers || !f->rx_sock)
 		return false;
+	if (f->rx_sock == RX_AT_EXIT)
+		return true;
 	c = bpf_map_lookup_elem(&rx_counts, &f->rx_sock);
 	if (!c || !c->last_reader)
+		return true;
+	ino = receiver_ino((const struct sock *)f->rx_sock);
+	if (ino && ino != INO_CLOSED && c->ino && c->ino != ino)
 		return true;
 	if (by_pid)
 		return c->last_reader == settings.filter_pid;

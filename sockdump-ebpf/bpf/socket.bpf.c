@@ -82,15 +82,6 @@ __attribute__((noinline)) int pending_wanted(__u32 slot)
 	return s && send_wanted((const struct sock *)s->pending.sk, &s->pending, &s->facts);
 }
 
-/* The inode number of a socket, through its file (a socket the kernel made
- * without one shows 0). */
-static __always_inline __u64 file_ino(const struct socket *sock)
-{
-	const struct file *file = sock ? sock->file : NULL;
-
-	return file ? file->f_inode->i_ino : 0;
-}
-
 /* What the filters need of the socket and its peer (names, SO_PEERCRED
  * pid), with plain loads through the trusted `sk`; returns the peer. */
 static __always_inline struct sock *learn_names(struct sock *sk, struct sock_facts *facts)
@@ -125,31 +116,10 @@ static __always_inline void learn_inodes(struct socket *sock, struct sock *peer,
 	facts->peer_ino = peer ? file_ino(peer->sk_socket) : 0;
 }
 
-/* The datagram socket each thread's last datagram went to, from
- * sk_data_ready, which the kernel calls on the receiver while the send is
- * in progress (a tracepoint Debian's 6.12 has and 6.1 lacks; without it such
- * a datagram's receiver is unknown). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, __u64);
-	__uint(max_entries, 16384);
-} dgram_receiver SEC(".maps");
-
-static __always_inline int note_dgram_receiver(const struct sock *sk)
-{
-	__u64 id = bpf_get_current_pid_tgid(), rx = (__u64)sk;
-
-	bpf_map_update_elem(&dgram_receiver, &id, &rx, BPF_ANY);
-	return 0;
-}
-
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(sk_data_ready, struct sock *sk)
 {
-	if (sk->__sk_common.skc_family != AF_UNIX || !sk->sk_socket || sk->sk_socket->type != SOCKDUMP_SOCK_DGRAM)
-		return 0;
-	return note_dgram_receiver(sk);
+	return data_ready(sk, true);
 }
 
 /* The tracepoint's record for perf (its format file in tracefs). */
@@ -163,66 +133,29 @@ struct sk_data_ready_record {
 SEC("tracepoint/sock/sk_data_ready")
 int sk_data_ready_perf(struct sk_data_ready_record *record)
 {
-	/* not BPF_CORE_READ(record->sk, ...): that would relocate the record's
-	 * own struct against the kernel's BTF too */
-	const struct sock *sk = record->sk;
-
-	if (record->family != AF_UNIX || BPF_CORE_READ(sk, sk_socket, type) != SOCKDUMP_SOCK_DGRAM)
-		return 0;
-	return note_dgram_receiver(sk);
+	return record->family == AF_UNIX ? data_ready(record->sk, false) : 0;
 }
 
-/* The socket a send on `sk` (a struct unix_sock) went to: for a datagram
- * where sk_data_ready saw it go, else the peer; 0 if neither is known (a
- * datagram to an address of its own on a kernel without sk_data_ready).
- * Its address, not its inode: the server's end of a connection gets a
- * file (and inode) only at accept(), after the client may have sent. */
-static __always_inline __u64 receiver_of(struct sock *sk, const struct inflight *f, struct sock *peer,
-					 const bool trusted)
+/* Where the send of `ret` bytes went, for the filters (readers.h). */
+static __always_inline void find_receiver(struct inflight *f, struct sock *sk, struct sock *peer, int ret,
+					  const bool trusted)
 {
-	if (f->type == SOCKDUMP_SOCK_DGRAM) {
-		__u64 id = bpf_get_current_pid_tgid(), *seen = bpf_map_lookup_elem(&dgram_receiver, &id);
-
-		if (seen) {
-			__u64 rx = *seen;
-
-			bpf_map_delete_elem(&dgram_receiver, &id);
-			return rx;
-		}
-		if (f->name_len)
-			return 0;
-	}
-	if (trusted)
-		return (__u64)peer;
-	return (__u64)BPF_CORE_READ((struct unix_sock *)sk, peer);
-}
-
-/* The inode of the socket `sk` belongs to, with probe reads; 0 while it
- * has no file. */
-static __always_inline __u64 receiver_ino(const struct sock *sk)
-{
-	return BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
-}
-
-/* How many buffers wait in the receive queue of `sk`, with a probe read. */
-static __always_inline __u32 queued(const struct sock *sk)
-{
-	const struct sk_buff_head *queue = &sk->sk_receive_queue;
-
-	return BPF_CORE_READ(queue, qlen);
-}
-
-/* Numbers the send of `ret` bytes in its receiver's traffic (readers.h). */
-static __always_inline void number_pending(struct inflight *f, struct sock *sk, struct sock *peer, int ret,
-					   const bool trusted)
-{
-	/* an empty stream write sends nothing; a failed send neither */
-	if (!settings.readers || ret < 0 || (ret == 0 && f->type == SOCKDUMP_SOCK_STREAM))
+	if (!settings.readers)
 		return;
-	f->rx_sock = receiver_of(sk, f, peer, trusted);
-	if (f->rx_sock)
-		f->rx_pos = number_send(f->rx_sock, receiver_ino((struct sock *)f->rx_sock), rx_units(f->type, ret),
-					queued((struct sock *)f->rx_sock));
+	if (!trusted)
+		peer = (struct sock *)unix_peer(sk);
+	f->rx_sock = receiver_of(f->type, f->name_len, (__u64)peer, ret);
+}
+
+/* Numbers the send in its receiver's traffic, and returns `wanted`: one
+ * the filters want watches its receiver (readers.h). */
+static __always_inline bool number_pending(struct inflight *f, int ret, bool wanted)
+{
+	struct rx_place place = number_send(f->rx_sock, f->type, ret, wanted);
+
+	f->rx_sock = place.sock;
+	f->rx_pos = place.pos;
+	return wanted;
 }
 
 /*
@@ -259,8 +192,8 @@ static __always_inline int capture_send(struct sock *sk, int ret, const bool tru
 	 * a successful send on another socket is decided before looking at the
 	 * registers (a failed one may end a sendmmsg, below). */
 	if (f->type != SOCKDUMP_SOCK_DGRAM) {
-		number_pending(f, sk, peer, ret, trusted);
-		if (ret >= 0 && !pending_wanted(SLOT_STREAM))
+		find_receiver(f, sk, peer, ret, trusted);
+		if (ret >= 0 && !number_pending(f, ret, pending_wanted(SLOT_STREAM)))
 			return 0;
 	}
 	regs = syscall_regs(bpf_get_current_task_btf());
@@ -275,13 +208,14 @@ static __always_inline int capture_send(struct sock *sk, int ret, const bool tru
 		f->kind = INFLIGHT_MSGHDR;
 		f->buffer.base += (__u64)(i & 1023) * sizeof(struct mmsghdr);
 	}
-	if (f->type == SOCKDUMP_SOCK_DGRAM)
-		number_pending(f, sk, peer, ret, trusted);
 	/* failed sends leave no record; 0 is an empty datagram */
-	if (ret < 0 || (f->type == SOCKDUMP_SOCK_DGRAM && !pending_wanted(SLOT_STREAM)))
+	if (ret < 0)
 		return 0;
-	if (f->rx_sock)
-		watch_receiver(f->rx_sock, f->rx_pos, rx_units(f->type, ret));
+	if (f->type == SOCKDUMP_SOCK_DGRAM) {
+		find_receiver(f, sk, peer, ret, trusted);
+		if (!number_pending(f, ret, pending_wanted(SLOT_STREAM)))
+			return 0;
+	}
 	if (trusted)
 		learn_inodes(sock, peer, &s->facts);
 	if (f->kind == INFLIGHT_MSGHDR && !read_user_msghdr(f, f->buffer.base)) {
@@ -329,8 +263,7 @@ int BPF_PROG(sock_recv_length, struct sock *sk, int ret, int flags)
 	/* a socket being read has its struct socket */
 	if (sk->__sk_common.skc_family != AF_UNIX || !sk->sk_socket)
 		return 0;
-	return number_read((__u64)sk, file_ino(sk->sk_socket), sk->sk_socket->type, ret, flags,
-			   sk->sk_receive_queue.qlen);
+	return read_done(sk->sk_socket, flags, ret);
 }
 
 /* The same through perf, beside sock_send_length_perf. */

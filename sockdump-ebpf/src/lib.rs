@@ -36,13 +36,6 @@ pub enum Attach {
 }
 
 impl Attach {
-    /// Whether it only helps name readers (hooks reads, or learns where a
-    /// datagram went): left unattached when readers are not wanted, or
-    /// where the kernel lacks its tracepoint.
-    pub fn learns_readers(&self) -> bool {
-        self.targets().iter().any(|t| t.contains("recv") || t.ends_with("sk_data_ready"))
-    }
-
     /// The kernel functions or tracepoints it attaches to.
     pub fn targets(&self) -> &[&'static str] {
         match self {
@@ -108,6 +101,22 @@ pub struct Preemption {
 pub struct Program {
     pub name: &'static str,
     pub attach: Attach,
+    /// It only helps name readers (hooks reads, or learns where a datagram
+    /// went): left unattached when readers are not wanted, or where the
+    /// kernel lacks its tracepoint.
+    pub learns_readers: bool,
+}
+
+impl Program {
+    /// A program that captures sends.
+    const fn sends(name: &'static str, attach: Attach) -> Program {
+        Program { name, attach, learns_readers: false }
+    }
+
+    /// A program that only helps name readers.
+    const fn readers(name: &'static str, attach: Attach) -> Program {
+        Program { name, attach, learns_readers: true }
+    }
 }
 
 /// How to find out cheaply that a kernel lacks a family, before loading it.
@@ -131,7 +140,8 @@ pub struct Family {
     pub name: &'static str,
     /// What it hooks, in a line.
     pub description: &'static str,
-    object: fn() -> &'static [u8],
+    /// Its object, for a kernel with or without fetching atomics (5.12+).
+    object: fn(bool) -> &'static [u8],
     /// Its programs, in the order they are attached: exits before entries,
     /// so no entry is seen whose exit is not yet hooked.
     pub programs: &'static [Program],
@@ -145,9 +155,10 @@ pub struct Family {
 }
 
 impl Family {
-    /// The compiled object (ELF with BTF and CO-RE relocations).
-    pub fn object(&self) -> &'static [u8] {
-        (self.object)()
+    /// The compiled object (ELF with BTF and CO-RE relocations) for a
+    /// kernel whose BPF has fetching atomics (5.12+) or not.
+    pub fn object(&self, fetching_atomics: bool) -> &'static [u8] {
+        (self.object)(fetching_atomics)
     }
 
     /// The programs to attach on a kernel that preempts as `kernel` says:
@@ -168,7 +179,14 @@ impl Family {
 
 const SENDMSG: &[&str] = &["unix_stream_sendmsg", "unix_dgram_sendmsg"];
 
-const FENTRY_PROBE: Program = Program { name: "fentry_probe", attach: Attach::Fentry("unix_stream_sendmsg") };
+/// 5.10's unix_seqpacket_recvmsg jumps into unix_dgram_recvmsg, later ones
+/// past it: the programs count a seqpacket read once either way.
+const RECVMSG: &[&str] = &["unix_stream_recvmsg", "unix_dgram_recvmsg", "unix_seqpacket_recvmsg"];
+
+/// Where a datagram's receiver is told it has data, while the send runs.
+const DATA_READY: &[&str] = &["sock_def_readable"];
+
+const FENTRY_PROBE: Program = Program::sends("fentry_probe", Attach::Fentry("unix_stream_sendmsg"));
 
 /// Every hook family, in the order `--hook auto` tries them: cheapest and
 /// most complete first.
@@ -176,30 +194,34 @@ pub static FAMILIES: &[Family] = &[
     Family {
         name: "fentry",
         description: "fentry/fexit unix_stream_sendmsg, unix_dgram_sendmsg",
-        object: || object!("fentry.bpf.o"),
+        object: |fetching| if fetching { object!("fentry.bpf.o") } else { object!("fentry-5.10.bpf.o") },
         programs: &[
-            Program { name: "fexit_unix_stream_sendmsg", attach: Attach::Fexit("unix_stream_sendmsg") },
-            Program { name: "fexit_unix_dgram_sendmsg", attach: Attach::Fexit("unix_dgram_sendmsg") },
-            Program { name: "fentry_unix_stream_sendmsg", attach: Attach::Fentry("unix_stream_sendmsg") },
-            Program { name: "fentry_unix_dgram_sendmsg", attach: Attach::Fentry("unix_dgram_sendmsg") },
+            Program::readers("fexit_unix_stream_recvmsg", Attach::Fexit("unix_stream_recvmsg")),
+            Program::readers("fexit_unix_dgram_recvmsg", Attach::Fexit("unix_dgram_recvmsg")),
+            Program::readers("fexit_unix_seqpacket_recvmsg", Attach::Fexit("unix_seqpacket_recvmsg")),
+            Program::sends("fexit_unix_stream_sendmsg", Attach::Fexit("unix_stream_sendmsg")),
+            Program::sends("fexit_unix_dgram_sendmsg", Attach::Fexit("unix_dgram_sendmsg")),
+            Program::readers("fentry_sock_def_readable", Attach::Fentry("sock_def_readable")),
+            Program::sends("fentry_unix_stream_sendmsg", Attach::Fentry("unix_stream_sendmsg")),
+            Program::sends("fentry_unix_dgram_sendmsg", Attach::Fentry("unix_dgram_sendmsg")),
         ],
         unpreempted: None,
         probe: Probe::Load(FENTRY_PROBE),
-        sees_readers: false,
+        sees_readers: true,
     },
     Family {
         name: "socket",
         description: "the socket layer's sock_send_length tracepoint (6.3+)",
-        object: || object!("socket.bpf.o"),
+        object: |_| object!("socket.bpf.o"),
         programs: &[
-            Program { name: "sock_recv_length", attach: Attach::TpBtf("sock_recv_length") },
-            Program { name: "sk_data_ready", attach: Attach::TpBtf("sk_data_ready") },
-            Program { name: "sock_send_length", attach: Attach::TpBtf("sock_send_length") },
+            Program::readers("sock_recv_length", Attach::TpBtf("sock_recv_length")),
+            Program::readers("sk_data_ready", Attach::TpBtf("sk_data_ready")),
+            Program::sends("sock_send_length", Attach::TpBtf("sock_send_length")),
         ],
         unpreempted: Some(&[
-            Program { name: "sock_recv_length_perf", attach: Attach::Tracepoint("sock/sock_recv_length") },
-            Program { name: "sk_data_ready_perf", attach: Attach::Tracepoint("sock/sk_data_ready") },
-            Program { name: "sock_send_length_perf", attach: Attach::Tracepoint("sock/sock_send_length") },
+            Program::readers("sock_recv_length_perf", Attach::Tracepoint("sock/sock_recv_length")),
+            Program::readers("sk_data_ready_perf", Attach::Tracepoint("sock/sk_data_ready")),
+            Program::sends("sock_send_length_perf", Attach::Tracepoint("sock/sock_send_length")),
         ]),
         sees_readers: true,
         probe: Probe::BtfTypedef("btf_trace_sock_send_length"),
@@ -207,26 +229,29 @@ pub static FAMILIES: &[Family] = &[
     Family {
         name: "kprobe",
         description: "kprobe/kretprobe unix_stream_sendmsg, unix_dgram_sendmsg",
-        object: || object!("kprobe.bpf.o"),
+        object: |fetching| if fetching { object!("kprobe.bpf.o") } else { object!("kprobe-5.10.bpf.o") },
         programs: &[
-            Program { name: "kretprobe_unix_sendmsg", attach: Attach::Kretprobe(SENDMSG) },
-            Program { name: "kprobe_unix_sendmsg", attach: Attach::Kprobe(SENDMSG) },
+            Program::readers("kretprobe_unix_recvmsg", Attach::Kretprobe(RECVMSG)),
+            Program::sends("kretprobe_unix_sendmsg", Attach::Kretprobe(SENDMSG)),
+            Program::readers("kprobe_unix_recvmsg", Attach::Kprobe(RECVMSG)),
+            Program::readers("kprobe_sock_def_readable", Attach::Kprobe(DATA_READY)),
+            Program::sends("kprobe_unix_sendmsg", Attach::Kprobe(SENDMSG)),
         ],
         unpreempted: None,
         probe: Probe::Path("/sys/bus/event_source/devices/kprobe/type"),
-        sees_readers: false,
+        sees_readers: true,
     },
     Family {
         name: "tracepoint",
         description: "raw syscall tracepoints: write, writev, sendto, sendmsg, sendmmsg, pwritev2",
-        object: || object!("tracepoint.bpf.o"),
+        object: |_| object!("tracepoint.bpf.o"),
         programs: &[
-            Program { name: "tp_sys_exit", attach: Attach::TpBtf("sys_exit") },
-            Program { name: "tp_sys_enter", attach: Attach::TpBtf("sys_enter") },
+            Program::sends("tp_sys_exit", Attach::TpBtf("sys_exit")),
+            Program::sends("tp_sys_enter", Attach::TpBtf("sys_enter")),
         ],
         unpreempted: Some(&[
-            Program { name: "tp_sys_exit_perf", attach: Attach::Tracepoint("raw_syscalls/sys_exit") },
-            Program { name: "tp_sys_enter_perf", attach: Attach::Tracepoint("raw_syscalls/sys_enter") },
+            Program::sends("tp_sys_exit_perf", Attach::Tracepoint("raw_syscalls/sys_exit")),
+            Program::sends("tp_sys_enter_perf", Attach::Tracepoint("raw_syscalls/sys_enter")),
         ]),
         probe: Probe::None,
         sees_readers: false,
@@ -257,7 +282,7 @@ pub mod floor {
 
     /// `family` with its programs empty: attached like the family itself.
     pub fn of(family: &Family) -> Family {
-        Family { object, ..*family }
+        Family { object: |_| object(), ..*family }
     }
 }
 

@@ -64,8 +64,8 @@ fn check_programs(what: &str, parsed: &Parsed, programs: &[Program]) {
 #[test]
 fn family_objects_hold_what_the_table_names() {
     let settings_size = std::mem::size_of::<sockdump_common::abi::Settings>() as u64;
-    for family in FAMILIES {
-        let parsed = parse(family.object());
+    for (family, fetching) in FAMILIES.iter().flat_map(|f| [(f, true), (f, false)]) {
+        let parsed = parse(family.object(fetching));
         let programs: Vec<Program> = family.all_programs().copied().collect();
         check_programs(family.name, &parsed, &programs);
         for map in maps::ALL {
@@ -84,6 +84,36 @@ fn family_objects_hold_what_the_table_names() {
             family.name
         );
     }
+}
+
+/// How many atomic instructions with BPF_FETCH (5.12+; 5.10 refuses any
+/// atomic with a nonzero immediate) the programs of `object` hold.
+fn fetching_atomics(object: &[u8]) -> usize {
+    const BPF_STX_ATOMIC: [u8; 2] = [0xc3, 0xdb]; // 32 and 64 bits
+    const BPF_FETCH: u32 = 1;
+    let file = object::File::parse(object).expect("an ELF object");
+    file.sections()
+        .filter(|s| s.kind() == object::SectionKind::Text)
+        .flat_map(|s| s.data().expect("section data").chunks_exact(8).map(<[u8]>::to_vec).collect::<Vec<_>>())
+        .filter(|insn| {
+            let imm = u32::from_le_bytes(insn[4..8].try_into().expect("8-byte instructions"));
+            BPF_STX_ATOMIC.contains(&insn[0]) && imm & BPF_FETCH != 0
+        })
+        .count()
+}
+
+/// Where a family has an object for 5.10, it holds no instruction 5.10
+/// refuses, and the other one uses what it was built for.
+#[test]
+fn objects_for_5_10_have_no_fetching_atomics() {
+    for family in FAMILIES {
+        let (old, new) = (family.object(false), family.object(true));
+        if old.as_ptr() != new.as_ptr() {
+            assert_eq!(fetching_atomics(old), 0, "{}'s object for 5.10", family.name);
+            assert!(fetching_atomics(new) > 0, "{}'s object for 5.12+", family.name);
+        }
+    }
+    assert!(fetching_atomics(FAMILIES.iter().find(|f| f.name == "socket").unwrap().object(true)) > 0);
 }
 
 #[test]

@@ -22,9 +22,10 @@ pub fn listening(family: &sockdump_ebpf::Family, readers: bool, snapshot_length:
 
 /// A forced family whose programs this kernel may preempt.
 pub fn preemptible_hook(family: &sockdump_ebpf::Family) {
+    let readers = if family.sees_readers { ", and readers are not named" } else { "" };
     note(format_args!(
         "sockdump: warning: this kernel may preempt the {} hook's programs and then skips them for other sends \
-         on that CPU: those sends are missed (counted as lost); --hook auto avoids this",
+         on that CPU: those sends are missed (counted as lost){readers}; --hook auto avoids this",
         family.name
     ));
 }

@@ -3,8 +3,8 @@
 //! out the ring buffer's records, decoded, as an event source.
 
 mod attach;
+pub mod kernel;
 mod kretprobe;
-pub mod preemption;
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -226,10 +226,10 @@ impl Capture {
         // The loader and its parsed BTF are gone: hand their memory back
         // before mapping the ring buffer, or both count in the peak RSS.
         system::release_free_memory();
-        let preempted = programs.iter().any(|p| p.attach.preemptible(preemption::current()));
+        let preempted = programs.iter().any(|p| p.attach.preemptible(kernel::preemption()));
         let ring = ebpf.take_map(maps::EVENTS).context("eBPF object has no events map")?;
         let counters = ebpf.take_map(maps::COUNTERS).context("eBPF object has no counters map")?;
-        let readers = match settings.reader_wait.filter(|_| family.sees_readers) {
+        let readers = match settings.reader_wait.filter(|_| programs.iter().any(|p| p.learns_readers)) {
             Some(wait) => {
                 let reads = ebpf.take_map(maps::READS).context("eBPF object has no reads map")?;
                 let window_ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
@@ -462,8 +462,9 @@ impl Attached {
     pub fn new(family: &Family) -> Result<Attached> {
         let btf = Btf::from_sys_fs()
             .with_context(|| format!("cannot parse the kernel's BTF at {}", system::BTF_PATH))?;
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(family.object())?;
-        let programs = family.programs_for(preemption::current()).unwrap_or_else(|programs| programs);
+        let mut ebpf =
+            EbpfLoader::new().btf(Some(&btf)).load(family.object(kernel::has_fetching_atomics()))?;
+        let programs = family.programs_for(kernel::preemption()).unwrap_or_else(|programs| programs);
         let kretprobes =
             attach::attach(&mut ebpf, programs, &btf, false).map_err(|reason| anyhow!(reason))?;
         Ok(Attached { _kretprobes: kretprobes, ebpf })
@@ -486,7 +487,8 @@ fn load_and_attach(
     choice: HookChoice,
     mut skipped: impl FnMut(&HookFailure),
 ) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family, Vec<Program>)> {
-    let preemption = preemption::current();
+    let preemption = kernel::preemption();
+    let fetching_atomics = kernel::has_fetching_atomics();
     system::check_btf()?;
     let nr_cpus = aya::util::nr_cpus()
         .map_err(|(path, err)| anyhow!("cannot read the CPU count from {path}: {err}"))?;
@@ -494,10 +496,6 @@ fn load_and_attach(
     let kernel_settings = settings.kernel();
     // the receive hooks number sends only where they are attached
     let with_readers = abi::Settings { readers: 1, ..kernel_settings };
-    let settings_for = |family: &Family| match family.sees_readers && settings.reader_wait.is_some() {
-        true => with_readers.as_bytes(),
-        false => kernel_settings.as_bytes(),
-    };
 
     // The loader parses the kernel BTF itself, but program loading needs one
     // too: free the loader's and share ours, so only one (15-20 MB) is alive.
@@ -516,10 +514,15 @@ fn load_and_attach(
 
     let mut failures = Vec::new();
     for family in choice.candidates() {
+        // A read the kernel skips would leave its message's reader unknown,
+        // or name the reader of a later part: where the kernel may preempt
+        // the programs, readers are not named.
+        let mut names_readers = family.sees_readers && settings.reader_wait.is_some();
         let programs = match (family.programs_for(preemption), choice) {
             (Ok(programs), _) => programs,
             (Err(programs), HookChoice::Only(_)) => {
                 messages::preemptible_hook(family);
+                names_readers = false;
                 programs
             }
             (Err(_), HookChoice::Auto) => {
@@ -531,15 +534,16 @@ fn load_and_attach(
         };
         let programs: Vec<Program> = programs
             .iter()
-            .filter(|p| {
-                !p.attach.learns_readers()
-                    || (settings.reader_wait.is_some() && attach::kernel_has(&p.attach, &btf))
-            })
+            .filter(|p| !p.learns_readers || (names_readers && attach::kernel_has(&p.attach, &btf)))
             .copied()
             .collect();
+        let family_settings = match names_readers {
+            true => with_readers.as_bytes(),
+            false => kernel_settings.as_bytes(),
+        };
         // not required to exist: the probe object has none (tests/objects.rs
         // checks that every family's object has it)
-        loader.override_global(sockdump_ebpf::SETTINGS, settings_for(family), false);
+        loader.override_global(sockdump_ebpf::SETTINGS, family_settings, false);
         // a forced hook skips the probe: loading it for real says more
         let missing = match choice {
             HookChoice::Auto => attach::missing(family, &mut loader, &btf, settings.verbose),
@@ -548,7 +552,7 @@ fn load_and_attach(
         let attached = match missing {
             Some(reason) => Err(reason),
             None => {
-                let mut ebpf = loader.load(family.object()).with_context(|| {
+                let mut ebpf = loader.load(family.object(fetching_atomics)).with_context(|| {
                     let memlock = if system::maps_count_against_memlock() {
                         " (this kernel counts BPF maps against the locked-memory limit: \
                          run as root, or give sockdump cap_sys_resource)"

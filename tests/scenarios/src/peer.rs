@@ -96,6 +96,14 @@ impl std::str::FromStr for Family {
     }
 }
 
+impl Family {
+    /// Whether its messages name their readers (the syscall tracepoints
+    /// do not see reads: README, Hooks).
+    pub fn names_readers(self) -> bool {
+        self != Family::Tracepoint
+    }
+}
+
 /// What a peer process knows while it generates traffic.
 pub struct Peer {
     pub dir: PathBuf,
@@ -106,6 +114,8 @@ pub struct Peer {
     /// The family sockdump listens with: set once READY was printed and
     /// `GO <family>` received.
     family: Option<Family>,
+    /// Whether sockdump names readers (`GO <family> readers`).
+    readers_named: bool,
 }
 
 pub const NOTE_SEG_SIZE: &str = "truncated by --seg-size";
@@ -153,17 +163,25 @@ impl Peer {
         stdout.flush()?;
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
-        let family = line
+        let go = line
             .trim()
             .strip_prefix("GO ")
             .with_context(|| format!("expected GO <family> from the runner, got {line:?}"))?;
+        let (family, readers) = go.split_once(' ').unwrap_or((go, ""));
         self.family = Some(family.parse()?);
+        self.readers_named = readers == "readers";
         Ok(())
     }
 
     /// The hook family sockdump captures with (known once ready).
     pub fn family(&self) -> Family {
         self.family.expect("the family is known once the peer is ready")
+    }
+
+    /// Whether each message names its reader (known once ready): not with
+    /// the syscall tracepoints, nor with a hook the kernel may preempt.
+    pub fn readers_named(&self) -> bool {
+        self.readers_named
     }
 
     /// Records a message of one buffer that the kernel accepted `sent` bytes of.
@@ -264,6 +282,7 @@ impl Peer {
                     kernel: self.kernel,
                     sent: Vec::new(),
                     family: self.family,
+                    readers_named: self.readers_named,
                 };
                 let outcome = child(&mut peer).and_then(|()| {
                     let mut pipe = std::fs::File::from(write_end);
@@ -322,8 +341,14 @@ pub fn serve(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<()> 
 }
 
 fn send(scenario: &crate::scenarios::Scenario, dir: PathBuf) -> Result<Vec<Sent>> {
-    let mut peer =
-        Peer { dir, limits: scenario.limits, kernel: running_kernel()?, sent: Vec::new(), family: None };
+    let mut peer = Peer {
+        dir,
+        limits: scenario.limits,
+        kernel: running_kernel()?,
+        sent: Vec::new(),
+        family: None,
+        readers_named: false,
+    };
     if !scenario.prepares {
         peer.ready()?;
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use nix::sys::socket::{recv, recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
-use crate::peer::{inode_name, owned, peer_pid, Family, Peer, ReadBy};
+use crate::peer::{inode_name, owned, peer_pid, Peer, ReadBy};
 use crate::scenarios::read_exact_from;
 
 /// A reply that names the process that read the request: `served by NNNNNNNNNN`.
@@ -212,8 +212,8 @@ pub fn read_by_the_target(p: &mut Peer) -> Result<()> {
         c.read_by(ReadBy::Pid(target))?;
         drop(theirs);
         let sent = mine.write(TO_TARGET)?;
-        // only a family that names readers can tell it went to the target
-        if c.family() == Family::Socket {
+        // only a capture that names readers can tell it went to the target
+        if c.readers_named() {
             c.expect(TO_TARGET, sent, &inode_name(&mine)?, peer_pid(&mine))?;
             c.read_by(ReadBy::Pid(target))?;
         } else {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::parse::{parse_hex_output, Printed, To};
-use crate::peer::{ReadBy, Sent, Shown};
+use crate::peer::{Family, ReadBy, Sent, Shown};
 use crate::scenarios::{Scenario, Setup};
 
 /// How long sockdump may take to load: BTF parsing and attaching are slow
@@ -58,8 +58,9 @@ fn spawn_peer(me: &Path, scenario: &'static Scenario, dir: PathBuf) -> Result<Ru
 }
 
 impl RunningPeer {
-    fn go(&mut self, family: &str) -> Result<()> {
-        writeln!(self.stdin, "GO {family}")?;
+    fn go(&mut self, family: &str, readers_named: bool) -> Result<()> {
+        let readers = if readers_named { " readers" } else { "" };
+        writeln!(self.stdin, "GO {family}{readers}")?;
         Ok(self.stdin.flush()?)
     }
 
@@ -139,6 +140,16 @@ fn line_names_readers(stderr: &[String]) -> bool {
     stderr.last().is_some_and(|l| l.contains(", readers named, "))
 }
 
+/// `family` if it names readers wherever it can: the runner always asks for
+/// them, and only a kernel that may skip the hook's programs (it warned)
+/// leaves them unnamed.
+fn names_readers_if_it_can(family: String, stderr: &[String]) -> Result<String> {
+    if family.parse::<Family>()?.names_readers() && !warned(stderr) && !line_names_readers(stderr) {
+        bail!("hook {family} does not name readers: {}", stderr.join(" | "));
+    }
+    Ok(family)
+}
+
 /// The family in `listening on unix sockets, hook FAMILY (...`, the last of `stderr`.
 fn family(stderr: &[String]) -> Result<String> {
     let listening = stderr.last().map_or("", String::as_str);
@@ -193,7 +204,11 @@ impl Sockdump {
                     let live = line.starts_with("listening");
                     me.stderr_lines.push(line);
                     if live {
-                        match target.check_start(&me.stderr_lines).and_then(|()| family(&me.stderr_lines)) {
+                        let started = target
+                            .check_start(&me.stderr_lines)
+                            .and_then(|()| family(&me.stderr_lines))
+                            .and_then(|family| names_readers_if_it_can(family, &me.stderr_lines));
+                        match started {
                             Ok(family) => {
                                 me.family = family;
                                 me.preempted = warned(&me.stderr_lines);
@@ -309,7 +324,7 @@ fn run_session(capture: Sockdump, mut peers: Vec<RunningPeer>) -> Result<Vec<Out
     let readers_named = capture.readers_named;
     let stops_itself = peers.iter().any(|p| p.scenario.stops_itself);
     for peer in &mut peers {
-        peer.go(&capture.family)?;
+        peer.go(&capture.family, readers_named)?;
     }
     let (done_tx, done_rx) = mpsc::channel();
     let scenarios: Vec<&'static Scenario> = peers.iter().map(|p| p.scenario).collect();

@@ -1,14 +1,30 @@
-//! Whether the running kernel may preempt sockdump's programs, which makes
-//! it skip them for other tasks' sends (docs/DESIGN.md, "Preemptible
-//! programs"). Read from the release, the model debugfs shows where it is
+//! What the running kernel offers sockdump's programs: fetching atomics,
+//! and whether it may preempt them, which makes it skip them for other
+//! tasks' sends (docs/DESIGN.md, "Preemptible programs"). Read from the release, the model debugfs shows where it is
 //! mounted and readable, else the build's preemption flags (`uname -v`),
 //! `preempt=` and the build config in /boot.
 
 use sockdump_ebpf::Preemption;
 
-/// The kernel this process runs on.
-pub fn current() -> Preemption {
-    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// BPF's fetching atomic add came in 5.12; before, the fentry and kprobe
+/// objects count reads without it (bpf/readers.h). Unknown counts as older.
+const FETCHING_ATOMICS: (u32, u32) = (5, 12);
+
+/// Whether the running kernel's BPF has fetching atomics.
+pub fn has_fetching_atomics() -> bool {
+    fetching_atomics_in(read("/proc/sys/kernel/osrelease").trim())
+}
+
+fn fetching_atomics_in(release: &str) -> bool {
+    version_of(release).is_some_and(|v| v >= FETCHING_ATOMICS)
+}
+
+/// How the running kernel preempts.
+pub fn preemption() -> Preemption {
     let release = read("/proc/sys/kernel/osrelease");
     let release = release.trim();
     let config = std::fs::read_to_string(format!("/boot/config-{release}")).ok();
@@ -134,6 +150,10 @@ mod tests {
         assert_eq!(version_of("7.2.13+deb14-amd64"), Some((7, 2)));
         assert_eq!(version_of("6.1.0-56-amd64"), Some((6, 1)));
         assert_eq!(version_of("garbage"), None);
+        assert!(!fetching_atomics_in("5.10.0-35-amd64"));
+        assert!(fetching_atomics_in("5.12.0"));
+        assert!(fetching_atomics_in("6.1.0-56-amd64"));
+        assert!(!fetching_atomics_in("garbage"));
         assert_eq!(version_of(""), None);
     }
 }
