@@ -79,7 +79,7 @@ int BPF_KRETPROBE(kretprobe_unix_recvmsg, int ret)
 	sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return 0;
-	return number_read((__u64)sk, socket_ino(sock), BPF_CORE_READ(sock, type), ret, entry->flags, queued(sk));
+	return number_read((__u64)sk, socket_ino(sock), BPF_CORE_READ(sock, type), ret, entry->flags);
 }
 
 /* A datagram's receiver, while its send runs (readers.h). */

@@ -16,12 +16,12 @@
  *
  * Sockets are known by their kernel address, which a new socket may take
  * over from a freed one, and the counts start at 0 when an address is first
- * seen, whatever its socket held unread then. Both line up again whenever
- * a queue is seen holding nothing unread: a read that leaves it empty has
- * consumed everything sent so far, and a send that finds only its own
- * buffer queued follows everything sent before it. These only move the
- * read count forward: a send is counted after its buffer is queued, so a
- * reader can count it first (docs/DESIGN.md, "Readers").
+ * seen, whatever its socket held unread then. Both line up again when a
+ * read leaves the queue empty: it consumed everything sent so far. Only
+ * forward: a send is counted after its buffer is queued, so a reader can
+ * count it first. Not at a send that finds only its own buffer queued: a
+ * reader in the middle of a stream read has taken the buffers before it
+ * off the queue but not counted them yet (docs/DESIGN.md, "Readers").
  *
  * Numbers are taken with a fetching atomic add, and counts realigned with
  * compare-and-swap, where the kernel has them (SOCKDUMP_ATOMIC_FETCH:
@@ -245,10 +245,6 @@ static __always_inline struct rx_place number_send(__u64 rx, __u16 type, int ret
 	pos = take_numbers(&c->sent, rx_units(type, ret));
 	if (pos == NUMBERS_RACED)
 		return place;
-	/* only this send's buffer waits: all before it were read. Never
-	 * back: a reader may have taken part of it and counted already. */
-	if (queued((const struct sock *)rx) == 1)
-		raise_to(&c->read, pos);
 	place.sock = rx;
 	place.pos = pos;
 	return place;
@@ -278,10 +274,10 @@ static __always_inline void record_read(__u64 rx, __u64 pos, __u32 units)
 }
 
 /* A read of socket `rx` (of `type`, inode `ino`) returned `ret` with
- * `flags`; `queued` is how many buffers it left in the socket's queue. */
-static __always_inline int number_read(__u64 rx, __u64 ino, __u16 type, int ret, int flags, __u32 queued)
+ * `flags`. */
+static __always_inline int number_read(__u64 rx, __u64 ino, __u16 type, int ret, int flags)
 {
-	__u64 pos, pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pos, sent, pid_tgid = bpf_get_current_pid_tgid();
 	struct rx_count *c;
 	__u32 units;
 	bool ahead;
@@ -294,13 +290,16 @@ static __always_inline int number_read(__u64 rx, __u64 ino, __u16 type, int ret,
 		return 0;
 	units = rx_units(type, ret);
 	pos = take_numbers(&c->read, units);
+	sent = *(volatile __u64 *)&c->sent;
 	/* ahead of the sends: the sender of what this read took has not
 	 * counted it yet */
-	ahead = pos + units > *(volatile __u64 *)&c->sent;
-	/* nothing left unread: everything sent so far was read. Never back:
+	ahead = pos + units > sent;
+	/* nothing left unread: everything counted before the queue was
+	 * looked at was read (a send counts after queueing; the count read
+	 * after the queue took in sends this read never saw). Never back:
 	 * a sender may not have counted what this read took yet. */
-	if (!queued)
-		raise_to(&c->read, c->sent);
+	if (!queued((const struct sock *)rx))
+		raise_to(&c->read, sent);
 	c->last_reader = pid_tgid >> 32;
 	if (settings.filter_comm_len)
 		bpf_get_current_comm(c->last_comm, sizeof(c->last_comm));
@@ -317,7 +316,7 @@ static __always_inline int read_done(struct socket *sock, int flags, int ret)
 
 	if (!sk)
 		return 0;
-	return number_read((__u64)sk, file_ino(sock), sock->type, ret, flags, sk->sk_receive_queue.qlen);
+	return number_read((__u64)sk, file_ino(sock), sock->type, ret, flags);
 }
 
 /*

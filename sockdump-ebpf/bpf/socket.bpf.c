@@ -274,6 +274,5 @@ int sock_recv_length_perf(struct sock_msg_length_record *record)
 
 	if (record->family != AF_UNIX)
 		return 0;
-	return number_read((__u64)sk, receiver_ino(sk), BPF_CORE_READ(sk, sk_socket, type), record->ret, record->flags,
-			   queued(sk));
+	return number_read((__u64)sk, receiver_ino(sk), BPF_CORE_READ(sk, sk_socket, type), record->ret, record->flags);
 }

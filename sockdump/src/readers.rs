@@ -152,13 +152,15 @@ impl Attribution {
     /// window ended by `now_ns` (all of them when `all`), until `handle`
     /// returns false. A message whose first unit was not read names no
     /// reader ([`Reader::NotSeen`]); one read in part names the reader of
-    /// its first unit and counts the others seen so far.
+    /// its first unit and counts the others seen so far. False if
+    /// `handle` asked to stop.
     pub fn release(
         &mut self,
         now_ns: u64,
         all: bool,
         handle: &mut dyn FnMut(Result<Event<'_>, DecodeError>) -> bool,
-    ) {
+    ) -> bool {
+        let mut go_on = true;
         while let Some(head) = self.held.front() {
             let found = match head.rx_sock {
                 0 => None,
@@ -179,11 +181,13 @@ impl Attribution {
             let event = Event::parse(&head.record)
                 .map(|event| Event { reader: reader.unwrap_or(Reader::NotSeen), ..event });
             if !handle(event) {
+                go_on = false;
                 break;
             }
         }
         // a read is needed only by messages sent within a window of it
         self.log.forget_before(now_ns.saturating_sub(2 * self.window_ns));
+        go_on
     }
 }
 

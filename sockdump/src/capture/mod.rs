@@ -118,10 +118,16 @@ pub struct Settings {
     pub reader_wait: Option<Duration>,
 }
 
-/// Records of messages held back for their readers, at most: a million
-/// messages a second would need far more for a whole window, and then
-/// the oldest leave without theirs.
-const MAX_HELD_BYTES: usize = 16 << 20;
+/// Records of messages held back for their readers, at most. Messages
+/// leave in order, so one that nobody reads holds back those after it
+/// for the whole window; at full speed that would be tens of MiB, and
+/// with this bound the oldest leave without their readers instead (at
+/// 1 KiB, after about 3000 messages), keeping the peak RSS near 30 MiB.
+const MAX_HELD_BYTES: usize = 4 << 20;
+
+/// Message records taken from the ring before reads are matched and
+/// messages released.
+const DRAIN_SLICE_BYTES: usize = 256 << 10;
 
 impl Settings {
     /// The `settings` global of the eBPF objects.
@@ -351,31 +357,40 @@ impl Source for Capture {
             }
             return Ok(());
         };
-        while let Some(record) = self.ring.next() {
-            if let Err(err) = attribution.hold(&record) {
-                if !handle(Err(err)) {
-                    return Ok(());
-                }
-            }
-        }
-        // after the messages: a read of one drained above is in by now
-        while let Some(record) = reads.next() {
-            match ReadRecord::parse(&record) {
-                Ok(read) => attribution.read(&read),
-                Err(err) => {
-                    if !handle(Err(err)) {
-                        return Ok(());
-                    }
-                }
-            }
-        }
         let filter = &self.reader_filter;
         let mut wanted = |event: Result<Event<'_>, _>| match (&event, filter) {
             (Ok(message), Some(filter)) if !filter.matches(message) => true,
             _ => handle(event),
         };
-        attribution.release(crate::clock::monotonic_ns(), self.stopping, &mut wanted);
-        Ok(())
+        // a slice of the ring at a time: a full ring copied out whole
+        // before any is released held as much again in memory
+        loop {
+            let mut taken = 0;
+            while taken < DRAIN_SLICE_BYTES {
+                let Some(record) = self.ring.next() else { break };
+                taken += record.len();
+                if let Err(err) = attribution.hold(&record) {
+                    if !wanted(Err(err)) {
+                        return Ok(());
+                    }
+                }
+            }
+            // after the messages: a read of one taken above is in by now
+            while let Some(record) = reads.next() {
+                match ReadRecord::parse(&record) {
+                    Ok(read) => attribution.read(&read),
+                    Err(err) => {
+                        if !wanted(Err(err)) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            let go_on = attribution.release(crate::clock::monotonic_ns(), self.stopping, &mut wanted);
+            if !go_on || taken < DRAIN_SLICE_BYTES {
+                return Ok(());
+            }
+        }
     }
 
     /// Waits until records are ready or `timeout` passes; a signal ends the
