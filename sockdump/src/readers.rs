@@ -106,6 +106,8 @@ pub struct Attribution {
     held: VecDeque<Held>,
     held_bytes: usize,
     max_held_bytes: usize,
+    /// When reads were last forgotten.
+    forgot_at_ns: u64,
 }
 
 impl Attribution {
@@ -118,6 +120,7 @@ impl Attribution {
             held: VecDeque::new(),
             held_bytes: 0,
             max_held_bytes,
+            forgot_at_ns: 0,
         }
     }
 
@@ -128,9 +131,49 @@ impl Attribution {
         self.log.add(read.rx_sock, read.pos..end, thread, read.timestamp_ns);
     }
 
-    /// A message record from the kernel. Records that do not decode are
-    /// not held: they are handed on at once, as errors.
-    pub fn hold(&mut self, record: &[u8]) -> Result<(), DecodeError> {
+    /// A message record from the kernel, handed on at once when nothing
+    /// waits before it and its reads are in (most are, when the reads are
+    /// taken first: a copy saved), else held. Records that do not decode
+    /// are handed on at once, as errors. False if `handle` asked to stop.
+    pub fn take(
+        &mut self,
+        record: &[u8],
+        handle: &mut dyn FnMut(Result<Event<'_>, DecodeError>) -> bool,
+    ) -> bool {
+        if self.held.is_empty() {
+            match Event::parse(record) {
+                Err(err) => return handle(Err(err)),
+                // no known receiver: no reader to wait for
+                Ok(event) if event.rx_sock == 0 => {
+                    return handle(Ok(Event { reader: Reader::NotSeen, ..event }))
+                }
+                Ok(event) => {
+                    let range = event.rx_pos..event.rx_pos.saturating_add(event.rx_units());
+                    if let Some((reader, true)) = self.log.reader_of(event.rx_sock, &range) {
+                        return handle(Ok(Event { reader, ..event }));
+                    }
+                }
+            }
+        }
+        match self.hold(record) {
+            Ok(()) => true,
+            Err(err) => handle(Err(err)),
+        }
+    }
+
+    /// Whether `record` would be held now: something waits before it, or
+    /// its reads are not all in. (A record that does not decode would not.)
+    pub fn would_hold(&self, record: &[u8]) -> bool {
+        if !self.held.is_empty() {
+            return true;
+        }
+        let Ok(event) = Event::parse(record) else { return false };
+        let range = event.rx_pos..event.rx_pos.saturating_add(event.rx_units());
+        event.rx_sock != 0 && !matches!(self.log.reader_of(event.rx_sock, &range), Some((_, true)))
+    }
+
+    /// Holds a message record until its reader is known.
+    fn hold(&mut self, record: &[u8]) -> Result<(), DecodeError> {
         let event = Event::parse(record)?;
         let start = event.rx_pos;
         self.held_bytes += record.len();
@@ -185,8 +228,12 @@ impl Attribution {
                 break;
             }
         }
-        // a read is needed only by messages sent within a window of it
-        self.log.forget_before(now_ns.saturating_sub(2 * self.window_ns));
+        // a read is needed only by messages sent within a window of it;
+        // looked at every half window, not on each of many releases
+        if now_ns >= self.forgot_at_ns.saturating_add(self.window_ns / 2) {
+            self.log.forget_before(now_ns.saturating_sub(2 * self.window_ns));
+            self.forgot_at_ns = now_ns;
+        }
         go_on
     }
 }
@@ -283,6 +330,26 @@ mod tests {
         a.hold(&message(9, 0, 3, 1_000)).unwrap();
         assert_eq!(released(&mut a, 2_000, false), [(0, 0)]);
         assert_eq!(released(&mut a, 2_000, true), [(0, 0)]);
+    }
+
+    #[test]
+    fn a_message_already_read_goes_at_once_unless_one_before_it_waits() {
+        let mut a = Attribution::new(WINDOW, 1 << 20);
+        let mut got = Vec::new();
+        let mut take = |a: &mut Attribution, record: &[u8]| {
+            a.take(record, &mut |e| {
+                got.push(e.expect("valid record").rx_pos);
+                true
+            })
+        };
+        a.read(&read(7, 0, 30, 101, 900));
+        assert!(take(&mut a, &message(7, 0, 10, 1_000)));
+        assert!(!a.holding(), "read already: not held");
+        // unread, so held; the next one, read already, waits behind it
+        assert!(take(&mut a, &message(8, 0, 10, 1_100)));
+        assert!(take(&mut a, &message(7, 10, 10, 1_200)));
+        assert_eq!(got, [0]);
+        assert_eq!(released(&mut a, 1_100 + WINDOW, false), [(0, 0), (10, 101)]);
     }
 
     #[test]

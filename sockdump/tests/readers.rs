@@ -277,7 +277,8 @@ fn curl_requests_to_nginx_name_the_worker_that_read_them() {
     }
     std::thread::sleep(Duration::from_millis(500));
     capture.stop();
-    let _ = nginx.kill();
+    // SIGTERM: the master takes its workers down (SIGKILL left them running)
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(nginx.id() as i32), nix::sys::signal::SIGTERM);
     let _ = nginx.wait();
 
     let requests: Vec<OwnedMeta> = messages(&file).into_iter().filter(|m| m.comm == b"curl").collect();

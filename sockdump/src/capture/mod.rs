@@ -127,7 +127,7 @@ const MAX_HELD_BYTES: usize = 4 << 20;
 
 /// Message records taken from the ring before reads are matched and
 /// messages released.
-const DRAIN_SLICE_BYTES: usize = 256 << 10;
+const DRAIN_SLICE_BYTES: usize = 64 << 10;
 
 impl Settings {
     /// The `settings` global of the eBPF objects.
@@ -362,31 +362,25 @@ impl Source for Capture {
             (Ok(message), Some(filter)) if !filter.matches(message) => true,
             _ => handle(event),
         };
-        // a slice of the ring at a time: a full ring copied out whole
-        // before any is released held as much again in memory
+        // the reads first: most messages taken next are read already, and
+        // leave at once. Then a slice of the ring at a time: a full ring
+        // copied out whole before any is released held as much again.
         loop {
             let mut taken = 0;
-            while taken < DRAIN_SLICE_BYTES {
+            let mut go_on = take_reads(reads, attribution, &mut wanted);
+            while go_on && taken < DRAIN_SLICE_BYTES {
                 let Some(record) = self.ring.next() else { break };
                 taken += record.len();
-                if let Err(err) = attribution.hold(&record) {
-                    if !wanted(Err(err)) {
-                        return Ok(());
-                    }
+                // its reader may have read it since: look before copying it
+                if !attribution.holding() && attribution.would_hold(&record) {
+                    go_on = take_reads(reads, attribution, &mut wanted);
                 }
+                go_on = go_on && attribution.take(&record, &mut wanted);
             }
-            // after the messages: a read of one taken above is in by now
-            while let Some(record) = reads.next() {
-                match ReadRecord::parse(&record) {
-                    Ok(read) => attribution.read(&read),
-                    Err(err) => {
-                        if !wanted(Err(err)) {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-            let go_on = attribution.release(crate::clock::monotonic_ns(), self.stopping, &mut wanted);
+            // after the messages: a read of one held above is in by now
+            go_on = go_on
+                && take_reads(reads, attribution, &mut wanted)
+                && attribution.release(crate::clock::monotonic_ns(), self.stopping, &mut wanted);
             if !go_on || taken < DRAIN_SLICE_BYTES {
                 return Ok(());
             }
@@ -421,6 +415,26 @@ impl Source for Capture {
         self.stopping = true;
         Some(crate::clock::monotonic_ns())
     }
+}
+
+/// Hands every read record waiting in `reads` to `attribution`; false if
+/// `handle`, given one that does not decode, asked to stop.
+fn take_reads(
+    reads: &mut RingBuf<MapData>,
+    attribution: &mut Attribution,
+    handle: &mut dyn FnMut(Result<Event<'_>, sockdump_common::DecodeError>) -> bool,
+) -> bool {
+    while let Some(record) = reads.next() {
+        match ReadRecord::parse(&record) {
+            Ok(read) => attribution.read(&read),
+            Err(err) => {
+                if !handle(Err(err)) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// The user-space half of --pid and --comm, where they involve readers.
