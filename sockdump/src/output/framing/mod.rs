@@ -400,6 +400,19 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_sent_as_the_client_closes_stays_in_its_connection() {
+        let mut framer = Framer::new(Link::Ethernet, PortMap::default());
+        frames(&mut framer, &event(SocketName::Unnamed, SERVER, 100, 0, b"GET", 3));
+        let head = frames(&mut framer, &event(SERVER, SocketName::Unnamed, 200, 100, b"head", 4));
+        // the client read the head and closed before the body's hook ran:
+        // its end shows no inode
+        let body = frames(&mut framer, &event(SERVER, SocketName::Unnamed, 200, 0, b"body", 4));
+        assert_eq!(body.len(), 1, "no second handshake");
+        assert_eq!(&body[0].0[26..38], &head[0].0[26..38], "the same addresses and ports");
+        assert_eq!(u32::from_be_bytes(body[0].0[38..42].try_into().unwrap()), 5, "after the head");
+    }
+
+    #[test]
     fn a_second_client_gets_its_own_address_and_the_same_server() {
         let mut framer = Framer::new(Link::Ethernet, PortMap::default());
         let a = frames(&mut framer, &event(SocketName::Unnamed, SERVER, 100, 0, b"a", 1));

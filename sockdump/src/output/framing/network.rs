@@ -127,6 +127,10 @@ pub struct Tracker {
     ids: HashMap<Key, u32>,
     endpoints: Vec<Endpoint>,
     conversations: HashMap<(u32, u32), Conversation>,
+    /// The receiver each connected (stream or seqpacket) socket last sent
+    /// to, by its inode: a peer that closed its end before the send's hook
+    /// ran shows no inode, and is still the same peer.
+    partners: HashMap<u64, Key>,
     /// Counts every endpoint ever made, so addresses are not reused after
     /// the tables start over.
     made: u32,
@@ -187,9 +191,22 @@ impl Tracker {
             self.ids.clear();
             self.endpoints.clear();
             self.conversations.clear();
+            self.partners.clear();
         }
         let sender_key = Key::of(ev.path, ev.sock_ino);
-        let receiver_key = Key::of(ev.peer_path, ev.peer_ino);
+        let mut receiver_key = Key::of(ev.peer_path, ev.peer_ino);
+        if !ev.sock_type.is_datagram() && ev.sock_ino != 0 {
+            match receiver_key {
+                Key::Inode(0) => {
+                    if let Some(&partner) = self.partners.get(&ev.sock_ino) {
+                        receiver_key = partner;
+                    }
+                }
+                known => {
+                    self.partners.insert(ev.sock_ino, known);
+                }
+            }
+        }
         let existing = match (self.ids.get(&sender_key), self.ids.get(&receiver_key)) {
             (Some(&s), Some(&r)) if self.conversations.contains_key(&pair(s, r)) => Some((s, r)),
             _ => None,
