@@ -108,6 +108,8 @@ pub struct Attribution {
     max_held_bytes: usize,
     /// When reads were last forgotten.
     forgot_at_ns: u64,
+    /// The newest time of a record taken: where the capture has got to.
+    latest_ns: u64,
 }
 
 impl Attribution {
@@ -121,6 +123,7 @@ impl Attribution {
             held_bytes: 0,
             max_held_bytes,
             forgot_at_ns: 0,
+            latest_ns: 0,
         }
     }
 
@@ -129,6 +132,7 @@ impl Attribution {
         let thread = Thread { pid: read.pid, tid: read.tid, comm: read.comm };
         let end = read.pos.saturating_add(read.units.into());
         self.log.add(read.rx_sock, read.pos..end, thread, read.timestamp_ns);
+        self.latest_ns = self.latest_ns.max(read.timestamp_ns);
     }
 
     /// A message record from the kernel, handed on at once when nothing
@@ -141,18 +145,18 @@ impl Attribution {
         handle: &mut dyn FnMut(Result<Event<'_>, DecodeError>) -> bool,
     ) -> bool {
         if self.held.is_empty() {
-            match Event::parse(record) {
+            let event = match Event::parse(record) {
+                Ok(event) => event,
                 Err(err) => return handle(Err(err)),
-                // no known receiver: no reader to wait for
-                Ok(event) if event.rx_sock == 0 => {
-                    return handle(Ok(Event { reader: Reader::NotSeen, ..event }))
-                }
-                Ok(event) => {
-                    let range = event.rx_pos..event.rx_pos.saturating_add(event.rx_units());
-                    if let Some((reader, true)) = self.log.reader_of(event.rx_sock, &range) {
-                        return handle(Ok(Event { reader, ..event }));
-                    }
-                }
+            };
+            self.latest_ns = self.latest_ns.max(event.timestamp_ns);
+            // no known receiver: no reader to wait for
+            if event.rx_sock == 0 {
+                return handle(Ok(Event { reader: Reader::NotSeen, ..event }));
+            }
+            let range = event.rx_pos..event.rx_pos.saturating_add(event.rx_units());
+            if let Some((reader, true)) = self.log.reader_of(event.rx_sock, &range) {
+                return handle(Ok(Event { reader, ..event }));
             }
         }
         match self.hold(record) {
@@ -175,6 +179,7 @@ impl Attribution {
     /// Holds a message record until its reader is known.
     fn hold(&mut self, record: &[u8]) -> Result<(), DecodeError> {
         let event = Event::parse(record)?;
+        self.latest_ns = self.latest_ns.max(event.timestamp_ns);
         let start = event.rx_pos;
         self.held_bytes += record.len();
         self.held.push_back(Held {
@@ -184,6 +189,13 @@ impl Attribution {
             deadline_ns: event.timestamp_ns.saturating_add(self.window_ns),
         });
         Ok(())
+    }
+
+    /// The newest time of a record taken. Behind the clock while records
+    /// wait in the rings: windows end by it then, or a capture that fell
+    /// behind would let every message go unread.
+    pub fn latest_ns(&self) -> u64 {
+        self.latest_ns
     }
 
     /// Whether messages are waiting.

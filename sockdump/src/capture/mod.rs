@@ -378,9 +378,15 @@ impl Source for Capture {
                 go_on = go_on && attribution.take(&record, &mut wanted);
             }
             // after the messages: a read of one held above is in by now
+            // windows end by the clock once the ring is drained, else by
+            // the records taken so far
+            let now = match taken < DRAIN_SLICE_BYTES {
+                true => crate::clock::monotonic_ns(),
+                false => attribution.latest_ns(),
+            };
             go_on = go_on
                 && take_reads(reads, attribution, &mut wanted)
-                && attribution.release(crate::clock::monotonic_ns(), self.stopping, &mut wanted);
+                && attribution.release(now, self.stopping, &mut wanted);
             if !go_on || taken < DRAIN_SLICE_BYTES {
                 return Ok(());
             }
@@ -539,6 +545,7 @@ fn load_and_attach(
     loader
         .btf(Some(&btf))
         .map_max_entries(maps::EVENTS, settings.ring_bytes)
+        .map_max_entries(maps::READS, reads_ring_bytes(settings.ring_bytes))
         .map_max_entries(maps::SCRATCH, scratch_entries);
 
     let mut failures = Vec::new();
@@ -644,6 +651,14 @@ pub fn ring_bytes(seg_size: u32, segs: u32) -> Result<u32> {
     Ok(bytes as u32)
 }
 
+/// The reads ring for an events ring of `ring_bytes`: a quarter of it
+/// holds a read record (64 bytes with its header) for every message the
+/// events ring can (each at least 312 bytes), so that reads are not lost
+/// where messages are not; at least 1 MiB.
+fn reads_ring_bytes(ring_bytes: u32) -> u32 {
+    (ring_bytes / 4).max(1 << 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,6 +666,8 @@ mod tests {
     #[test]
     fn ring_is_a_power_of_two_holding_the_messages() {
         assert_eq!(ring_bytes(51200, 100).unwrap(), 8 << 20);
+        assert_eq!(reads_ring_bytes(8 << 20), 2 << 20);
+        assert_eq!(reads_ring_bytes(64 << 10), 1 << 20);
         assert_eq!(ring_bytes(1, 1).unwrap(), 64 * 1024);
         // one vectored message of 64 KiB takes a 128 KiB record
         assert_eq!(ring_bytes(65536, 1).unwrap(), 1 << 20);
