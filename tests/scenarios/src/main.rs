@@ -9,15 +9,21 @@
 //! NAME for all the scenarios). `hook` does the same where the kernel has
 //! the hook, and otherwise checks that forcing it fails cleanly (`RESULT <hook> refused`).
 //! `peer` is the traffic side, started by `run`.
+//!
+//! Peers for container tests (see tools.rs): `client PATH MSG...` prints the
+//! reply to each message; `echo-server PATH` answers each with `re:MSG`
+//! until killed; `fork-client PATH MSG` sends `MSG-parent` and, from a
+//! forked child, `MSG-child`, and exits 3.
 
 mod parse;
 mod peer;
 mod readers;
 mod runner;
 mod scenarios;
+mod tools;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,13 +159,18 @@ fn main() -> ExitCode {
         }
         Some("run") => parse_options(&args[1..]).and_then(|o| run(&o)),
         Some("hook") => parse_options(&args[1..]).and_then(|o| hook(&o)),
+        Some("client") if args.len() >= 3 => tools::client(Path::new(&args[1]), &args[2..]).map(|()| true),
+        Some("echo-server") if args.len() == 2 => tools::echo_server(Path::new(&args[1])).map(|()| true),
+        Some("fork-client") if args.len() == 3 => tools::fork_client(Path::new(&args[1]), &args[2])
+            .map(|()| std::process::exit(tools::FORK_CLIENT_STATUS)),
         Some("list") => {
             scenarios::SCENARIOS.iter().for_each(|s| println!("{}", s.name));
             Ok(true)
         }
         _ => Err(anyhow::anyhow!(
             "usage: sockdump-scenarios run|hook [--sockdump PATH] [--hook HOOK] [--expect-hook HOOK] \
-             [--expect-stderr TEXT] [--report-as NAME] [SCENARIO...] | list"
+             [--expect-stderr TEXT] [--report-as NAME] [SCENARIO...] | list | client PATH MSG... | \
+             echo-server PATH | fork-client PATH MSG"
         )),
     };
     match result {

@@ -2,7 +2,12 @@
 //!
 //! Privileged tests (loading eBPF programs, mount namespaces, other users)
 //! run whenever the tests run as root, and a failure there is a failure.
-//! Only without root do they skip, and they say so.
+//! Only without root do they skip, and they say so. Container tests run
+//! their own Docker engine ([`DockerEngine`]).
+
+mod docker;
+
+pub use docker::DockerEngine;
 
 /// Whether the privileged test `test` skips, printing why when it does.
 pub fn skip_unless_root(test: &str) -> bool {
