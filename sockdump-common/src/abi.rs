@@ -13,6 +13,8 @@ pub const PATH_MAX: usize = 108;
 pub const COMM_LEN: usize = 16;
 /// `SOCKDUMP_SCRATCH_SLOTS`: scratch buffers per CPU.
 pub const SCRATCH_SLOTS: u32 = 2;
+/// `SOCKDUMP_ARGS_MAX`: bytes of a command line in an exec record.
+pub const ARGS_MAX: usize = 4096;
 
 /// `enum sockdump_event_flag`
 pub mod flag {
@@ -29,7 +31,9 @@ pub mod counter {
     pub const LOST_INFLIGHT: u32 = 2;
     pub const LOST_NO_EXIT: u32 = 3;
     pub const LOST_READS: u32 = 4;
-    pub const COUNT: u32 = 5;
+    pub const LOST_PROCS: u32 = 5;
+    pub const LOST_TRACKED: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// `enum sockdump_sock_type`
@@ -72,6 +76,11 @@ pub mod event {
     pub const PEER_PATH: Field = field("peer_path", 180, PATH_MAX);
     pub const RX_SOCK: Field = field("rx_sock", 288, 8);
     pub const RX_POS: Field = field("rx_pos", 296, 8);
+    pub const UID: Field = field("uid", 304, 4);
+    pub const GID: Field = field("gid", 308, 4);
+    pub const PPID: Field = field("ppid", 312, 4);
+    pub const CGROUP_ID: Field = field("cgroup_id", 320, 8);
+    pub const PARENT_COMM: Field = field("parent_comm", 328, COMM_LEN);
 
     /// Every named field, in order.
     pub const FIELDS: &[Field] = &[
@@ -92,10 +101,15 @@ pub mod event {
         PEER_PATH,
         RX_SOCK,
         RX_POS,
+        UID,
+        GID,
+        PPID,
+        CGROUP_ID,
+        PARENT_COMM,
     ];
 
     /// `sizeof(struct sockdump_event)`
-    pub const SIZE: usize = 304;
+    pub const SIZE: usize = 344;
 }
 
 /// Layout of `struct sockdump_read`, a record of the `reads` ring buffer.
@@ -108,13 +122,52 @@ pub mod read {
     pub const UNITS: Field = field("units", 24, 4);
     pub const PID: Field = field("pid", 28, 4);
     pub const TID: Field = field("tid", 32, 4);
+    pub const UID: Field = field("uid", 36, 4);
     pub const COMM: Field = field("comm", 40, COMM_LEN);
+    pub const CGROUP_ID: Field = field("cgroup_id", 56, 8);
 
     /// Every named field, in order.
-    pub const FIELDS: &[Field] = &[TIMESTAMP_NS, RX_SOCK, POS, UNITS, PID, TID, COMM];
+    pub const FIELDS: &[Field] = &[TIMESTAMP_NS, RX_SOCK, POS, UNITS, PID, TID, UID, COMM, CGROUP_ID];
 
     /// `sizeof(struct sockdump_read)`
-    pub const SIZE: usize = 56;
+    pub const SIZE: usize = 64;
+}
+
+/// `enum sockdump_proc_kind`
+pub mod proc_kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+}
+
+/// `enum sockdump_proc_flag`
+pub mod proc_flag {
+    pub const ARGS_TRUNC: u32 = 1 << 0;
+    pub const ARGS_UNREADABLE: u32 = 1 << 1;
+}
+
+/// `enum sockdump_cgroup_verdict`: values of the `cgroups` map.
+pub mod cgroup_verdict {
+    pub const WANTED: u8 = 1;
+    pub const UNWANTED: u8 = 2;
+}
+
+/// Layout of `struct sockdump_proc`, a record of the `procs` ring buffer;
+/// an exec record's arguments follow it.
+pub mod proc {
+    use super::{field, Field};
+
+    pub const TIMESTAMP_NS: Field = field("timestamp_ns", 0, 8);
+    pub const KIND: Field = field("kind", 8, 4);
+    pub const PID: Field = field("pid", 12, 4);
+    pub const PPID: Field = field("ppid", 16, 4);
+    pub const ARGS_LEN: Field = field("args_len", 20, 4);
+    pub const FLAGS: Field = field("flags", 24, 4);
+
+    /// Every named field, in order.
+    pub const FIELDS: &[Field] = &[TIMESTAMP_NS, KIND, PID, PPID, ARGS_LEN, FLAGS];
+
+    /// `sizeof(struct sockdump_proc)`
+    pub const SIZE: usize = 32;
 }
 
 /// `struct sockdump_settings`: what the programs are loaded with (the
@@ -139,6 +192,8 @@ pub struct Settings {
     pub filter_comm: [u8; COMM_LEN],
     pub filter_path: [u8; PATH_MAX],
     pub readers: u32,
+    pub filter_cgroups: u32,
+    pub filter_tracked: u32,
 }
 
 impl Settings {
@@ -161,6 +216,8 @@ impl Settings {
         filter_comm: [0; COMM_LEN],
         filter_path: [0; PATH_MAX],
         readers: 0,
+        filter_cgroups: 0,
+        filter_tracked: 0,
     };
 
     /// The bytes the `settings` global is overwritten with.

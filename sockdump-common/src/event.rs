@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use crate::abi::{self, event as layout, Field, COMM_LEN};
 use crate::bytes::{u16_at, u32_at, u64_at, NativeEndian};
@@ -14,6 +15,8 @@ pub enum DecodeError {
     CapturedBeyondLength { captured: u32, len: u32 },
     #[error("socket name of {len} bytes is longer than sun_path")]
     NameTooLong { len: u8 },
+    #[error("process record of unknown kind {kind}")]
+    UnknownKind { kind: u32 },
 }
 
 /// The kind of unix socket a message was sent on.
@@ -159,8 +162,95 @@ pub enum Reader {
     /// went unseen): `peer_pid`, SO_PEERCRED's pid, is the best guess.
     NotSeen,
     /// The thread that read the message's first byte; `others` more
-    /// threads read later parts of it.
-    Thread { pid: u32, tid: u32, comm: Comm, others: u32 },
+    /// threads read later parts of it. `uid` (None in files written before
+    /// sockdump recorded it) and `cgroup_id` (0 if unknown) are its process's.
+    Thread { pid: u32, tid: u32, comm: Comm, others: u32, uid: Option<u32>, cgroup_id: u64 },
+}
+
+/// What the kernel tells of a sending process beyond its pid and command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessFacts {
+    /// Kernel uid and gid (the initial user namespace's).
+    pub uid: u32,
+    pub gid: u32,
+    /// The parent process (tgid) and its command.
+    pub ppid: u32,
+    pub parent_comm: Comm,
+    /// The cgroup v2 id, which names its container; 0 if unknown.
+    pub cgroup_id: u64,
+}
+
+/// A container, as far as the engine told.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Container {
+    /// The full id (64 hex digits for Docker, containerd, CRI-O, Podman).
+    pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// The Kubernetes pod and namespace, from the container's labels.
+    pub pod: Option<String>,
+    pub namespace: Option<String>,
+}
+
+impl Container {
+    /// The name when known, else the id's first 12 digits (as `docker ps`).
+    pub fn display_name(&self) -> &str {
+        match &self.name {
+            Some(name) => name,
+            None => self.id.get(..12).unwrap_or(&self.id),
+        }
+    }
+}
+
+/// What user space adds to a message from elsewhere: command lines from
+/// exec records or /proc, containers from cgroups and the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Context {
+    /// The sender's command line, as a shell would show it (see `show_args`).
+    pub args: Option<Arc<str>>,
+    pub container: Option<Arc<Container>>,
+    pub reader_args: Option<Arc<str>>,
+    pub reader_container: Option<Arc<Container>>,
+}
+
+impl Context {
+    pub const NONE: Context = Context { args: None, container: None, reader_args: None, reader_container: None };
+}
+
+/// A command line (arguments each ending in NUL, as /proc/PID/cmdline and
+/// exec records hold them) as one line: arguments separated by spaces,
+/// quoted where they hold spaces, quotes or nothing, and every byte that
+/// is not printable UTF-8 written `\xNN`. Captured bytes are hostile: the
+/// line is safe for a terminal and unambiguous.
+pub fn show_args(cmdline: &[u8]) -> String {
+    let cmdline = cmdline.strip_suffix(&[0]).unwrap_or(cmdline);
+    let mut out = String::with_capacity(cmdline.len());
+    for (i, arg) in cmdline.split(|&b| b == 0).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let text = String::from_utf8_lossy(arg);
+        let quote = arg.is_empty() || arg.iter().any(|b| b" '\"\\$`".contains(b));
+        if quote {
+            out.push('\'');
+        }
+        for c in text.chars() {
+            match c {
+                '\'' if quote => out.push_str("'\\''"),
+                c if c.is_control() || c == char::REPLACEMENT_CHARACTER => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        if quote {
+            out.push('\'');
+        }
+    }
+    out
 }
 
 /// One message a process sent on a unix socket.
@@ -191,6 +281,9 @@ pub struct Event<'a> {
     pub rx_sock: u64,
     pub rx_pos: u64,
     pub reader: Reader,
+    /// None in files written before sockdump recorded them.
+    pub process: Option<ProcessFacts>,
+    pub context: Context,
 }
 
 fn bytes_at(record: &[u8], field: Field) -> Result<&[u8], DecodeError> {
@@ -253,6 +346,14 @@ impl<'a> Event<'a> {
             rx_sock: u64_field(layout::RX_SOCK)?,
             rx_pos: u64_field(layout::RX_POS)?,
             reader: Reader::Unknown,
+            process: Some(ProcessFacts {
+                uid: u32_field(layout::UID)?,
+                gid: u32_field(layout::GID)?,
+                ppid: u32_field(layout::PPID)?,
+                parent_comm: Comm::new(bytes_at(record, layout::PARENT_COMM)?),
+                cgroup_id: u64_field(layout::CGROUP_ID)?,
+            }),
+            context: Context::default(),
         })
     }
 
@@ -286,7 +387,9 @@ pub struct ReadRecord {
     pub units: u32,
     pub pid: u32,
     pub tid: u32,
+    pub uid: u32,
     pub comm: Comm,
+    pub cgroup_id: u64,
 }
 
 impl ReadRecord {
@@ -306,8 +409,46 @@ impl ReadRecord {
             units: u32_field(at::UNITS)?,
             pid: u32_field(at::PID)?,
             tid: u32_field(at::TID)?,
+            uid: u32_field(at::UID)?,
             comm: Comm::new(&record[at::COMM.offset..at::COMM.offset + at::COMM.size]),
+            cgroup_id: u64_field(at::CGROUP_ID)?,
         })
+    }
+}
+
+/// One record of the `procs` ring buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcRecord<'a> {
+    /// `pid` ran execve(); `cmdline` holds its arguments (each ending in
+    /// NUL), cut at `abi::ARGS_MAX` bytes when `truncated`.
+    Exec { pid: u32, ppid: u32, cmdline: &'a [u8], truncated: bool },
+    /// `ppid` started the process `pid`.
+    Fork { pid: u32, ppid: u32 },
+}
+
+impl<'a> ProcRecord<'a> {
+    pub fn parse(record: &'a [u8]) -> Result<Self, DecodeError> {
+        use abi::proc as at;
+        let short = || DecodeError::TooShort { len: record.len(), need: at::SIZE };
+        let u32_field = |field: Field| u32_at::<NativeEndian>(record, field.offset).ok_or_else(short);
+        let (pid, ppid) = (u32_field(at::PID)?, u32_field(at::PPID)?);
+        if record.len() < at::SIZE {
+            return Err(short());
+        }
+        match u32_field(at::KIND)? {
+            abi::proc_kind::FORK => Ok(ProcRecord::Fork { pid, ppid }),
+            abi::proc_kind::EXEC => {
+                let len = u32_field(at::ARGS_LEN)?;
+                let cmdline = usize::try_from(len)
+                    .ok()
+                    .filter(|&len| len <= abi::ARGS_MAX)
+                    .and_then(|len| record[at::SIZE..].get(..len))
+                    .ok_or(DecodeError::MissingData { captured: len, available: record.len() - at::SIZE })?;
+                let truncated = u32_field(at::FLAGS)? & abi::proc_flag::ARGS_TRUNC != 0;
+                Ok(ProcRecord::Exec { pid, ppid, cmdline, truncated })
+            }
+            kind => Err(DecodeError::UnknownKind { kind }),
+        }
     }
 }
 

@@ -12,4 +12,7 @@ mod event;
 pub mod meta;
 pub mod user0;
 
-pub use event::{Comm, DecodeError, Event, EventFlags, ReadRecord, Reader, SockType, SocketName};
+pub use event::{
+    show_args, Comm, Container, Context, DecodeError, Event, EventFlags, ProcRecord, ProcessFacts, ReadRecord,
+    Reader, SockType, SocketName,
+};

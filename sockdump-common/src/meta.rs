@@ -25,7 +25,9 @@
 use std::fmt::Write as _;
 
 use crate::abi;
-use crate::event::{Comm, Event, EventFlags, Reader, SockType, SocketName};
+use std::sync::Arc;
+
+use crate::event::{Comm, Container, Context, Event, EventFlags, ProcessFacts, Reader, SockType, SocketName};
 
 /// The version this module writes and reads.
 pub const COMMENT_VERSION: u32 = 1;
@@ -90,10 +92,12 @@ pub struct MessageMeta<'a> {
     pub captured: u32,
     pub flags: EventFlags,
     pub reader: Reader,
+    pub process: Option<ProcessFacts>,
+    pub context: &'a Context,
 }
 
 impl<'a> MessageMeta<'a> {
-    pub fn of(event: &Event<'a>) -> Self {
+    pub fn of(event: &'a Event<'a>) -> Self {
         MessageMeta {
             pid: event.pid,
             tid: event.tid,
@@ -109,6 +113,8 @@ impl<'a> MessageMeta<'a> {
             captured: u32::try_from(event.data.len()).unwrap_or(u32::MAX),
             flags: event.flags,
             reader: event.reader,
+            process: event.process,
+            context: &event.context,
         }
     }
 
@@ -136,6 +142,8 @@ impl<'a> MessageMeta<'a> {
             rx_sock: 0,
             rx_pos: 0,
             reader: self.reader,
+            process: self.process,
+            context: self.context.clone(),
         }
     }
 }
@@ -183,6 +191,8 @@ pub struct OwnedMeta {
     pub captured: u32,
     pub flags: EventFlags,
     pub reader: Reader,
+    pub process: Option<ProcessFacts>,
+    pub context: Context,
 }
 
 impl OwnedMeta {
@@ -201,6 +211,8 @@ impl OwnedMeta {
             captured: meta.captured,
             flags: meta.flags,
             reader: meta.reader,
+            process: meta.process,
+            context: meta.context.clone(),
         }
     }
 
@@ -219,6 +231,8 @@ impl OwnedMeta {
             captured: self.captured,
             flags: self.flags,
             reader: self.reader,
+            process: self.process,
+            context: &self.context,
         }
     }
 }
@@ -328,7 +342,7 @@ pub fn write_comment(out: &mut String, meta: &MessageMeta<'_>, part: Option<Part
     match meta.reader {
         Reader::Unknown => {}
         Reader::NotSeen => out.push_str(" reader=none"),
-        Reader::Thread { pid, tid, comm, others } => {
+        Reader::Thread { pid, tid, comm, others, uid, cgroup_id } => {
             number(out, " reader_pid=", pid.into());
             number(out, " reader_tid=", tid.into());
             out.push_str(" reader_comm=");
@@ -336,12 +350,49 @@ pub fn write_comment(out: &mut String, meta: &MessageMeta<'_>, part: Option<Part
             if others > 0 {
                 number(out, " readers=", u64::from(others) + 1);
             }
+            if let Some(uid) = uid {
+                number(out, " reader_uid=", uid.into());
+            }
+            if cgroup_id != 0 {
+                number(out, " reader_cgroup=", cgroup_id);
+            }
         }
     }
+    if let Some(p) = meta.process {
+        number(out, " uid=", p.uid.into());
+        number(out, " gid=", p.gid.into());
+        number(out, " ppid=", p.ppid.into());
+        out.push_str(" pcomm=");
+        escape_into(out, p.parent_comm.as_bytes());
+        number(out, " cgroup=", p.cgroup_id);
+    }
+    write_context(out, meta.context);
     if let Some(part) = part {
         number(out, " part=", part.index.into());
         number(out, "/", part.count.into());
     }
+}
+
+/// The keys of what user space added: command lines and containers.
+fn write_context(out: &mut String, context: &Context) {
+    let mut text = |key: &str, value: Option<&str>| {
+        if let Some(value) = value {
+            out.push_str(key);
+            escape_into(out, value.as_bytes());
+        }
+    };
+    text(" args=", context.args.as_deref());
+    for (prefix, container) in [("", &context.container), ("reader_", &context.reader_container)] {
+        let Some(c) = container else { continue };
+        text(&format!(" {prefix}container_id="), Some(&c.id));
+        text(&format!(" {prefix}container="), c.name.as_deref());
+        if prefix.is_empty() {
+            text(" image=", c.image.as_deref());
+            text(" pod=", c.pod.as_deref());
+            text(" namespace=", c.namespace.as_deref());
+        }
+    }
+    text(" reader_args=", context.reader_args.as_deref());
 }
 
 /// What a packet that no process sent stands for.
@@ -474,6 +525,22 @@ struct Fields<'c> {
     reader_tid: Option<&'c str>,
     reader_comm: Option<&'c str>,
     readers: Option<&'c str>,
+    reader_uid: Option<&'c str>,
+    reader_cgroup: Option<&'c str>,
+    uid: Option<&'c str>,
+    gid: Option<&'c str>,
+    ppid: Option<&'c str>,
+    pcomm: Option<&'c str>,
+    cgroup: Option<&'c str>,
+    args: Option<&'c str>,
+    container_id: Option<&'c str>,
+    container: Option<&'c str>,
+    image: Option<&'c str>,
+    pod: Option<&'c str>,
+    namespace: Option<&'c str>,
+    reader_args: Option<&'c str>,
+    reader_container_id: Option<&'c str>,
+    reader_container: Option<&'c str>,
 }
 
 fn need<'c>(value: Option<&'c str>, key: &'static str) -> Result<&'c str, CommentError> {
@@ -521,6 +588,22 @@ pub fn parse_comment(comment: &str) -> Result<Comment, CommentError> {
             "reader_tid" => &mut f.reader_tid,
             "reader_comm" => &mut f.reader_comm,
             "readers" => &mut f.readers,
+            "reader_uid" => &mut f.reader_uid,
+            "reader_cgroup" => &mut f.reader_cgroup,
+            "uid" => &mut f.uid,
+            "gid" => &mut f.gid,
+            "ppid" => &mut f.ppid,
+            "pcomm" => &mut f.pcomm,
+            "cgroup" => &mut f.cgroup,
+            "args" => &mut f.args,
+            "container_id" => &mut f.container_id,
+            "container" => &mut f.container,
+            "image" => &mut f.image,
+            "pod" => &mut f.pod,
+            "namespace" => &mut f.namespace,
+            "reader_args" => &mut f.reader_args,
+            "reader_container_id" => &mut f.reader_container_id,
+            "reader_container" => &mut f.reader_container,
             // Later writers may add keys: skip what this reader does not know.
             _ => continue,
         };
@@ -570,8 +653,62 @@ pub fn parse_comment(comment: &str) -> Result<Comment, CommentError> {
             captured,
             flags,
             reader,
+            process: parse_process(&f)?,
+            context: parse_context(&f)?,
         },
         part,
+    })
+}
+
+/// `uid`, `gid`, `ppid`, `pcomm` and `cgroup`: all or none.
+fn parse_process(f: &Fields<'_>) -> Result<Option<ProcessFacts>, CommentError> {
+    if f.uid.is_none() {
+        return Ok(None);
+    }
+    let pcomm = text(f.pcomm, "pcomm")?.unwrap_or_default();
+    if pcomm.len() >= abi::COMM_LEN {
+        return Err(bad("pcomm", &pcomm));
+    }
+    Ok(Some(ProcessFacts {
+        uid: number(f.uid, "uid")?,
+        gid: number(f.gid, "gid")?,
+        ppid: number(f.ppid, "ppid")?,
+        parent_comm: Comm::new(pcomm.as_bytes()),
+        cgroup_id: number(f.cgroup, "cgroup")?,
+    }))
+}
+
+/// A percent-encoded text value, None when the key is absent; bytes that
+/// are not UTF-8 become U+FFFD.
+fn text(value: Option<&str>, key: &'static str) -> Result<Option<String>, CommentError> {
+    value
+        .map(|v| unescape(v).map(|b| String::from_utf8_lossy(&b).into_owned()).ok_or_else(|| bad(key, v)))
+        .transpose()
+}
+
+fn parse_context(f: &Fields<'_>) -> Result<Context, CommentError> {
+    let container = |id: Option<&str>, id_key, name: Option<&str>, name_key, with_labels: bool| {
+        let Some(id) = text(id, id_key)? else { return Ok(None) };
+        let labels = |value, key| if with_labels { text(value, key) } else { Ok(None) };
+        Ok::<_, CommentError>(Some(Arc::new(Container {
+            id,
+            name: text(name, name_key)?,
+            image: labels(f.image, "image")?,
+            pod: labels(f.pod, "pod")?,
+            namespace: labels(f.namespace, "namespace")?,
+        })))
+    };
+    Ok(Context {
+        args: text(f.args, "args")?.map(Arc::from),
+        container: container(f.container_id, "container_id", f.container, "container", true)?,
+        reader_args: text(f.reader_args, "reader_args")?.map(Arc::from),
+        reader_container: container(
+            f.reader_container_id,
+            "reader_container_id",
+            f.reader_container,
+            "reader_container",
+            false,
+        )?,
     })
 }
 
@@ -601,6 +738,8 @@ fn parse_reader(f: &Fields<'_>) -> Result<Reader, CommentError> {
         tid: number(f.reader_tid, "reader_tid")?,
         comm: Comm::new(&comm),
         others: readers - 1,
+        uid: f.reader_uid.map(|_| number(f.reader_uid, "reader_uid")).transpose()?,
+        cgroup_id: f.reader_cgroup.map_or(Ok(0), |_| number(f.reader_cgroup, "reader_cgroup"))?,
     })
 }
 
@@ -623,6 +762,8 @@ mod tests {
             captured: 78,
             flags: EventFlags::default(),
             reader: Reader::Unknown,
+            process: None,
+            context: &Context::NONE,
         }
     }
 
@@ -686,14 +827,62 @@ mod tests {
     }
 
     #[test]
+    fn process_and_context_are_written_and_read_back() {
+        let context = Context {
+            args: Some(Arc::from("curl -s 'a b' x=%")),
+            container: Some(Arc::new(Container {
+                id: "4f".repeat(32),
+                name: Some("web".into()),
+                image: Some("nginx:1.25".into()),
+                pod: Some("web-7d9".into()),
+                namespace: Some("default".into()),
+            })),
+            reader_args: Some(Arc::from("dockerd -H fd://")),
+            reader_container: Some(Arc::new(Container { id: "ab".repeat(32), ..Container::default() })),
+        };
+        let mut m = meta(b"curl", SocketName::Unnamed, SocketName::Path(b"/run/docker.sock"));
+        m.process = Some(ProcessFacts {
+            uid: 1000,
+            gid: 100,
+            ppid: 700,
+            parent_comm: Comm::new(b"ba sh"),
+            cgroup_id: 4242,
+        });
+        m.context = &context;
+        let text = comment(&m, None);
+        assert!(
+            text.ends_with(&format!(
+                " uid=1000 gid=100 ppid=700 pcomm=ba%20sh cgroup=4242 args=curl%20-s%20'a%20b'%20x%3D%25 \
+                 container_id={} container=web image=nginx:1.25 pod=web-7d9 namespace=default \
+                 reader_container_id={} reader_args=dockerd%20-H%20fd://",
+                "4f".repeat(32),
+                "ab".repeat(32)
+            )),
+            "{text}"
+        );
+        assert_eq!(parse_comment(&text), Ok(Comment::Message { meta: OwnedMeta::of(&m), part: None }));
+        for bad in [" uid=x", " uid=1 gid=1 ppid=1 cgroup=1 pcomm=0123456789abcdef", " args=%zz"] {
+            let broken = format!("{text}{bad}");
+            assert!(parse_comment(&broken).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
     fn readers_are_written_and_read_back() {
         let mut m = meta(b"psql", SocketName::Unnamed, SocketName::Path(b"/run/pg/.s.PGSQL.5432"));
-        m.reader = Reader::Thread { pid: 18555, tid: 18556, comm: Comm::new(b"post gres"), others: 0 };
+        m.reader = Reader::Thread {
+            pid: 18555,
+            tid: 18556,
+            comm: Comm::new(b"post gres"),
+            others: 0,
+            uid: None,
+            cgroup_id: 0,
+        };
         let text = comment(&m, None);
         assert!(text.ends_with(" reader_pid=18555 reader_tid=18556 reader_comm=post%20gres"), "{text}");
         for reader in [
             m.reader,
-            Reader::Thread { pid: 1, tid: 2, comm: Comm::new(b""), others: 2 },
+            Reader::Thread { pid: 1, tid: 2, comm: Comm::new(b""), others: 2, uid: Some(0), cgroup_id: 7 },
             Reader::NotSeen,
             Reader::Unknown,
         ] {

@@ -32,6 +32,7 @@
 use crate::abi;
 use crate::bytes::{u16_at, u32_at, u64_at, BigEndian};
 use crate::event::{EventFlags, Reader, SockType, SocketName};
+use crate::event::Context;
 use crate::meta::{Direction, MessageMeta};
 
 pub const MAGIC: [u8; 8] = *b"sockdump";
@@ -170,8 +171,10 @@ pub fn parse(packet: &[u8]) -> Result<User0Record<'_>, User0Error> {
             len,
             captured,
             flags: EventFlags(be16(14)?),
-            // the header has no reader; the packet's comment does
+            // the header has no reader or context; the packet's comment does
             reader: Reader::Unknown,
+            process: None,
+            context: &Context::NONE,
         },
         direction: Direction::from_bits(fixed[16]),
         data,
@@ -197,6 +200,8 @@ mod tests {
             captured: 3,
             flags: EventFlags(abi::flag::TRUNC_SIZE),
             reader: Reader::Unknown,
+            process: None,
+            context: &Context::NONE,
         }
     }
 

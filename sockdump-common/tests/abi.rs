@@ -89,11 +89,16 @@ fn header_fields(c_struct: &str) -> Vec<String> {
 fn record_fields_match_the_header() {
     assert_layout("sockdump_event", abi::event::SIZE, abi::event::FIELDS);
     assert_layout("sockdump_read", abi::read::SIZE, abi::read::FIELDS);
+    assert_layout("sockdump_proc", abi::proc::SIZE, abi::proc::FIELDS);
 }
 
 #[test]
 fn every_record_field_is_mirrored() {
-    for (c_struct, fields) in [("sockdump_event", abi::event::FIELDS), ("sockdump_read", abi::read::FIELDS)] {
+    for (c_struct, fields) in [
+        ("sockdump_event", abi::event::FIELDS),
+        ("sockdump_read", abi::read::FIELDS),
+        ("sockdump_proc", abi::proc::FIELDS),
+    ] {
         let mirrored: Vec<&str> = fields.iter().map(|f| f.name).collect();
         for name in header_fields(c_struct) {
             assert!(
@@ -136,6 +141,8 @@ fn settings_match_the_header() {
         filter_comm,
         filter_path,
         readers,
+        filter_cgroups,
+        filter_tracked,
     );
     assert_layout("sockdump_settings", std::mem::size_of::<abi::Settings>(), &fields);
     let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
@@ -159,7 +166,16 @@ fn constants_match_the_header() {
         ("SOCKDUMP_LOST_INFLIGHT", abi::counter::LOST_INFLIGHT.into()),
         ("SOCKDUMP_LOST_NO_EXIT", abi::counter::LOST_NO_EXIT.into()),
         ("SOCKDUMP_LOST_READS", abi::counter::LOST_READS.into()),
+        ("SOCKDUMP_LOST_PROCS", abi::counter::LOST_PROCS.into()),
+        ("SOCKDUMP_LOST_TRACKED", abi::counter::LOST_TRACKED.into()),
         ("SOCKDUMP_COUNTER_MAX", abi::counter::COUNT.into()),
+        ("SOCKDUMP_ARGS_MAX", abi::ARGS_MAX as u64),
+        ("SOCKDUMP_PROC_EXEC", abi::proc_kind::EXEC.into()),
+        ("SOCKDUMP_PROC_FORK", abi::proc_kind::FORK.into()),
+        ("SOCKDUMP_PROC_F_ARGS_TRUNC", abi::proc_flag::ARGS_TRUNC.into()),
+        ("SOCKDUMP_PROC_F_ARGS_UNREADABLE", abi::proc_flag::ARGS_UNREADABLE.into()),
+        ("SOCKDUMP_CGROUP_WANTED", abi::cgroup_verdict::WANTED.into()),
+        ("SOCKDUMP_CGROUP_UNWANTED", abi::cgroup_verdict::UNWANTED.into()),
         ("SOCKDUMP_SOCK_STREAM", abi::sock_type::STREAM.into()),
         ("SOCKDUMP_SOCK_DGRAM", abi::sock_type::DGRAM.into()),
         ("SOCKDUMP_SOCK_SEQPACKET", abi::sock_type::SEQPACKET.into()),

@@ -133,6 +133,30 @@ struct {
 	__uint(max_entries, SOCKDUMP_COUNTER_MAX);
 } counters SEC(".maps");
 
+/* exec and fork records (struct sockdump_proc) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} procs SEC(".maps");
+
+/* --container: user space's verdict on each cgroup it has seen (enum
+ * sockdump_cgroup_verdict); LRU, since a cgroup forgotten is only asked
+ * about again */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(max_entries, 16384);
+} cgroups SEC(".maps");
+
+/* sockdump -- CMD: the tgids of CMD and the processes it started */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 65536);
+} tracked SEC(".maps");
+
 /* Is the current task sockdump itself? Its writes are never captured, or
  * its output to a unix socket would feed itself. */
 static __always_inline bool is_self(void)
@@ -432,6 +456,27 @@ static __always_inline bool may_name_destination(const struct inflight *f, const
 	return f->type == SOCKDUMP_SOCK_DGRAM && (!own->peer || f->name || f->kind != INFLIGHT_BUFFER);
 }
 
+/* Which filter asks reader_may_match() about a send's reader. */
+enum reader_filter {
+	BY_COMM,
+	BY_PID,
+	BY_CGROUP,
+	BY_TRACKED,
+};
+
+/* --container: false only for a cgroup user space has ruled out. */
+static __always_inline bool cgroup_may_be_wanted(__u64 cgroup)
+{
+	__u8 *verdict = bpf_map_lookup_elem(&cgroups, &cgroup);
+
+	return !verdict || *verdict != SOCKDUMP_CGROUP_UNWANTED;
+}
+
+static __always_inline bool is_tracked(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&tracked, &tgid) != NULL;
+}
+
 /* A family that names readers (SOCKDUMP_READERS) numbers the traffic of
  * receiving sockets; its filters then consult the numbering. */
 #ifdef SOCKDUMP_READERS
@@ -447,7 +492,7 @@ static __always_inline struct rx_place number_send(__u64 rx, __u16 type, int ret
 	return (struct rx_place){};
 }
 
-static __always_inline bool reader_may_match(const struct inflight *f, bool by_pid)
+static __always_inline bool reader_may_match(const struct inflight *f, enum reader_filter filter)
 {
 	return false;
 }
@@ -467,10 +512,15 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 
 	if (is_self())
 		return false;
-	if ((!comm_matches() && !reader_may_match(f, false)) || !uid_matches(sk) || excluded(sk, facts))
+	if ((!comm_matches() && !reader_may_match(f, BY_COMM)) || !uid_matches(sk) || excluded(sk, facts))
 		return false;
 	if (settings.filter_pid && tgid != settings.filter_pid &&
-	    peer_pid_of(sk, facts) != settings.filter_pid && !reader_may_match(f, true))
+	    peer_pid_of(sk, facts) != settings.filter_pid && !reader_may_match(f, BY_PID))
+		return false;
+	if (settings.filter_cgroups && !cgroup_may_be_wanted(bpf_get_current_cgroup_id()) &&
+	    !reader_may_match(f, BY_CGROUP))
+		return false;
+	if (settings.filter_tracked && !is_tracked(tgid) && !reader_may_match(f, BY_TRACKED))
 		return false;
 
 	f->path_matched = !settings.filter_path_len && !settings.filter_ino;
@@ -819,6 +869,21 @@ static __always_inline int emit(__u32 slot, __u32 want, bool one_buffer)
 	return emit_segments_17(slot, want);
 }
 
+/* Who the sender is beyond its pid: user, parent and cgroup. */
+static __always_inline void record_sender(struct sockdump_event *ev)
+{
+	const struct task_struct *task = (const struct task_struct *)bpf_get_current_task();
+	const struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	ev->uid = (__u32)uid_gid;
+	ev->gid = uid_gid >> 32;
+	ev->ppid = BPF_CORE_READ(parent, tgid);
+	ev->pad1 = 0;
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	BPF_CORE_READ_STR_INTO(&ev->parent_comm, parent, comm);
+}
+
 /*
  * The send pending in scratch slot `slot` returned `sent`: record it. Runs
  * after the kernel copied the bytes, so they are mapped in and `sent` is
@@ -879,6 +944,7 @@ __attribute__((noinline)) int record_pending(__s64 sent, __u32 slot)
 	ev->rx_sock = f->rx_sock;
 	ev->rx_pos = f->rx_pos;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	record_sender(ev);
 
 	want = sent;
 	if (want > settings.seg_size) {
@@ -931,6 +997,74 @@ static __always_inline int sendmsg_exit(__s64 ret, __u32 slot, const struct exit
 	s->pending.rx_sock = place.sock;
 	s->pending.rx_pos = place.pos;
 	return record_pending(ret, slot);
+}
+
+/*
+ * Process events, so that messages name the command lines of processes that
+ * lived only milliseconds, and sockdump -- CMD follows what CMD starts.
+ * Raw tracepoints: no tracefs needed, and in every kernel sockdump supports.
+ */
+SEC("raw_tracepoint/sched_process_exec")
+int proc_exec(unsigned long long *ctx)
+{
+	const struct task_struct *task = (const struct task_struct *)bpf_get_current_task();
+	const struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	__u64 start = BPF_CORE_READ(mm, arg_start), end = BPF_CORE_READ(mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+	struct sockdump_proc *p = bpf_ringbuf_reserve(&procs, sizeof(*p) + SOCKDUMP_ARGS_MAX, 0);
+
+	if (!p) {
+		count(SOCKDUMP_LOST_PROCS, 1);
+		return 0;
+	}
+	p->timestamp_ns = bpf_ktime_get_ns();
+	p->kind = SOCKDUMP_PROC_EXEC;
+	p->pid = bpf_get_current_pid_tgid() >> 32;
+	p->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	p->flags = 0;
+	p->pad0 = 0;
+	if (len > SOCKDUMP_ARGS_MAX) {
+		len = SOCKDUMP_ARGS_MAX;
+		p->flags |= SOCKDUMP_PROC_F_ARGS_TRUNC;
+	}
+	/* the arguments were just copied in by execve: their pages are present */
+	if (bpf_probe_read_user(p + 1, len, (const void *)start)) {
+		len = 0;
+		p->flags |= SOCKDUMP_PROC_F_ARGS_UNREADABLE;
+	}
+	p->args_len = len;
+	bpf_ringbuf_submit(p, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+SEC("raw_tracepoint/sched_process_fork")
+int proc_fork(unsigned long long *ctx)
+{
+	const struct task_struct *parent = (const struct task_struct *)ctx[0];
+	const struct task_struct *child = (const struct task_struct *)ctx[1];
+	__u32 tgid = BPF_CORE_READ(child, tgid), ptgid = BPF_CORE_READ(parent, tgid);
+	struct sockdump_proc *p;
+	__u8 one = 1;
+
+	/* a new thread runs the same command line in the same process */
+	if (BPF_CORE_READ(child, pid) != tgid)
+		return 0;
+	if (settings.filter_tracked && is_tracked(ptgid) &&
+	    bpf_map_update_elem(&tracked, &tgid, &one, BPF_ANY))
+		count(SOCKDUMP_LOST_TRACKED, 1);
+	p = bpf_ringbuf_reserve(&procs, sizeof(*p), 0);
+	if (!p) {
+		count(SOCKDUMP_LOST_PROCS, 1);
+		return 0;
+	}
+	*p = (struct sockdump_proc){
+		.timestamp_ns = bpf_ktime_get_ns(),
+		.kind = SOCKDUMP_PROC_FORK,
+		.pid = tgid,
+		.ppid = ptgid,
+	};
+	bpf_ringbuf_submit(p, BPF_RB_NO_WAKEUP);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -177,12 +177,20 @@ struct thread_info {
 	__u32 status;
 };
 
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+};
+
 struct task_struct {
 	struct thread_info thread_info;
 	unsigned int flags; /* PF_* */
+	int pid;
 	int tgid;
 	struct task_struct *real_parent;
 	struct files_struct *files;
+	struct mm_struct *mm;
+	char comm[16];
 };
 
 #pragma clang attribute pop

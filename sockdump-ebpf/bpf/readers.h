@@ -42,6 +42,7 @@ struct rx_count {
 	__u32 watched;     /* a recorded message went here: its reads leave records */
 	__u32 last_reader; /* tgid of the last read, 0 before any (for the filters) */
 	char last_comm[SOCKDUMP_COMM_LEN]; /* its command, kept for --comm only */
+	__u64 last_cgroup; /* its cgroup, kept for --container only */
 	/* the inode of the socket these counts are of, 0 while it has no
 	 * file (the server end of a connection until accept()) */
 	__u64 ino;
@@ -267,7 +268,8 @@ static __always_inline void record_read(__u64 rx, __u64 pos, __u32 units)
 	r->units = units;
 	r->pid = pid_tgid >> 32;
 	r->tid = (__u32)pid_tgid;
-	r->pad0 = 0;
+	r->uid = (__u32)bpf_get_current_uid_gid();
+	r->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	/* no wakeup: user space reads them whenever it reads messages */
 	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
@@ -303,6 +305,8 @@ static __always_inline int number_read(__u64 rx, __u64 ino, __u16 type, int ret,
 	c->last_reader = pid_tgid >> 32;
 	if (settings.filter_comm_len)
 		bpf_get_current_comm(c->last_comm, sizeof(c->last_comm));
+	if (settings.filter_cgroups)
+		c->last_cgroup = bpf_get_current_cgroup_id();
 	/* a read whose numbers are unknown names nobody */
 	if ((c->watched || ahead) && pos != NUMBERS_RACED)
 		record_read(rx, pos, units);
@@ -320,13 +324,12 @@ static __always_inline int read_done(struct socket *sock, int flags, int ret)
 }
 
 /*
- * Whether a send the --pid (`by_pid`) or --comm filter rejects as the
- * sender's may be wanted for its reader: its receiver was last read by
- * that process, or not read yet (a socket at a freed one's address, whose
- * reader the counts still name, was not). User space decides once the
- * reader is known.
+ * Whether a send that `filter` rejects as the sender's may be wanted for
+ * its reader: its receiver was last read by a process the filter wants, or
+ * not read yet (a socket at a freed one's address, whose reader the counts
+ * still name, was not). User space decides once the reader is known.
  */
-static __always_inline bool reader_may_match(const struct inflight *f, bool by_pid)
+static __always_inline bool reader_may_match(const struct inflight *f, enum reader_filter filter)
 {
 	struct rx_count *c;
 	__u64 ino;
@@ -341,8 +344,16 @@ static __always_inline bool reader_may_match(const struct inflight *f, bool by_p
 	ino = receiver_ino((const struct sock *)f->rx_sock);
 	if (ino && ino != INO_CLOSED && c->ino && c->ino != ino)
 		return true;
-	if (by_pid)
+	switch (filter) {
+	case BY_PID:
 		return c->last_reader == settings.filter_pid;
+	case BY_CGROUP:
+		return cgroup_may_be_wanted(c->last_cgroup);
+	case BY_TRACKED:
+		return is_tracked(c->last_reader);
+	case BY_COMM:
+		break;
+	}
 	for (__u32 i = 0; i < SOCKDUMP_COMM_LEN; i++) {
 		if (c->last_comm[i] != settings.filter_comm[i])
 			return false;

@@ -25,6 +25,8 @@
 /* sockdump_event.path and .peer_path: a sun_path, not NUL terminated. */
 #define SOCKDUMP_PATH_MAX 108
 #define SOCKDUMP_COMM_LEN 16
+/* Bytes of a command line an exec record holds. A power of two. */
+#define SOCKDUMP_ARGS_MAX 4096
 
 /* sockdump_event.flags */
 enum sockdump_event_flag {
@@ -74,6 +76,14 @@ struct sockdump_event {
 	 * (struct sockdump_read) say who consumed which stretch. */
 	__u64 rx_sock;
 	__u64 rx_pos;
+	/* The sender's kernel uid and gid (initial user namespace), its parent
+	 * process (tgid, command) and its cgroup v2 id (its container). */
+	__u32 uid;
+	__u32 gid;
+	__u32 ppid;
+	__u32 pad1;
+	__u64 cgroup_id;
+	char parent_comm[SOCKDUMP_COMM_LEN];
 };
 
 /*
@@ -89,8 +99,42 @@ struct sockdump_read {
 	__u32 units;
 	__u32 pid; /* reading process (tgid), in the initial pid namespace */
 	__u32 tid;
-	__u32 pad0;
+	__u32 uid; /* kernel uid, as sockdump_event.uid */
 	char comm[SOCKDUMP_COMM_LEN];
+	__u64 cgroup_id; /* as sockdump_event.cgroup_id */
+};
+
+/* sockdump_proc.kind */
+enum sockdump_proc_kind {
+	/* pid ran execve(): args holds its new command line */
+	SOCKDUMP_PROC_EXEC = 1,
+	/* ppid started process pid (not a thread): it shares ppid's command
+	 * line until it runs execve() */
+	SOCKDUMP_PROC_FORK = 2,
+};
+
+/* sockdump_proc.flags */
+enum sockdump_proc_flag {
+	/* the command line was longer than SOCKDUMP_ARGS_MAX */
+	SOCKDUMP_PROC_F_ARGS_TRUNC = 1 << 0,
+	/* reading the command line failed: args_len is 0 */
+	SOCKDUMP_PROC_F_ARGS_UNREADABLE = 1 << 1,
+};
+
+/*
+ * A process event, in the `procs` ring buffer, so that a message names the
+ * command line of a process that lived only milliseconds. An exec record
+ * is followed by SOCKDUMP_ARGS_MAX bytes, of which args_len hold the
+ * arguments, each ending in NUL as in /proc/PID/cmdline.
+ */
+struct sockdump_proc {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
+	__u32 kind;         /* enum sockdump_proc_kind */
+	__u32 pid;          /* tgid, in the initial pid namespace */
+	__u32 ppid;
+	__u32 args_len;
+	__u32 flags;        /* enum sockdump_proc_flag */
+	__u32 pad0;
 };
 
 /* Counters in the per-CPU `counters` map, summed by user space. */
@@ -109,7 +153,12 @@ enum sockdump_counter {
 	/* reads not recorded because the reads ring buffer was full: their
 	 * messages may name SO_PEERCRED's pid instead of their reader */
 	SOCKDUMP_LOST_READS = 4,
-	SOCKDUMP_COUNTER_MAX = 5,
+	/* exec and fork records not written because the procs ring was full:
+	 * their messages' command lines come from /proc, if still there */
+	SOCKDUMP_LOST_PROCS = 5,
+	/* processes sockdump -- CMD stopped following: the tracked map was full */
+	SOCKDUMP_LOST_TRACKED = 6,
+	SOCKDUMP_COUNTER_MAX = 7,
 };
 
 /*
@@ -147,11 +196,26 @@ struct sockdump_settings {
 	/* the family's receive hooks are attached: sends are numbered in
 	 * their receivers' traffic (see struct sockdump_read) */
 	__u32 readers;
+	/* --container: only sends by processes in cgroups the `cgroups` map
+	 * does not mark SOCKDUMP_CGROUP_UNWANTED, or read by them */
+	__u32 filter_cgroups;
+	/* sockdump -- CMD: only sends by processes in the `tracked` map (CMD
+	 * and what it started), or read by them */
+	__u32 filter_tracked;
 };
 
-_Static_assert(sizeof(struct sockdump_settings) == 200, "sockdump_settings size is ABI");
-_Static_assert(sizeof(struct sockdump_event) == 304, "sockdump_event size is ABI");
-_Static_assert(sizeof(struct sockdump_read) == 56, "sockdump_read size is ABI");
+/* Values of the `cgroups` map (--container); a cgroup not in it is
+ * undecided, and its sends go to user space, which decides. */
+enum sockdump_cgroup_verdict {
+	SOCKDUMP_CGROUP_WANTED = 1,
+	SOCKDUMP_CGROUP_UNWANTED = 2,
+};
+
+_Static_assert(sizeof(struct sockdump_settings) == 208, "sockdump_settings size is ABI");
+_Static_assert(sizeof(struct sockdump_event) == 344, "sockdump_event size is ABI");
+_Static_assert(sizeof(struct sockdump_read) == 64, "sockdump_read size is ABI");
+_Static_assert(sizeof(struct sockdump_proc) == 32, "sockdump_proc size is ABI");
+_Static_assert((SOCKDUMP_ARGS_MAX & (SOCKDUMP_ARGS_MAX - 1)) == 0, "args max is a power of two");
 _Static_assert(__builtin_offsetof(struct sockdump_event, comm) == 56, "comm offset is ABI");
 _Static_assert(sizeof(struct sockdump_event) % 8 == 0, "records stay 8-byte aligned");
 _Static_assert((SOCKDUMP_DATA_MAX & (SOCKDUMP_DATA_MAX - 1)) == 0, "data max is a power of two");

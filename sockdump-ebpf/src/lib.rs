@@ -33,6 +33,8 @@ pub enum Attach {
     TpBtf(&'static str),
     /// A tracepoint through perf, `category/name` as in tracefs.
     Tracepoint(&'static str),
+    /// A raw tracepoint (raw_tracepoint), by its name.
+    RawTracepoint(&'static str),
 }
 
 impl Attach {
@@ -42,7 +44,8 @@ impl Attach {
             Attach::Fentry(target)
             | Attach::Fexit(target)
             | Attach::TpBtf(target)
-            | Attach::Tracepoint(target) => std::slice::from_ref(target),
+            | Attach::Tracepoint(target)
+            | Attach::RawTracepoint(target) => std::slice::from_ref(target),
             Attach::Kprobe(targets) | Attach::Kretprobe(targets) => targets,
         }
     }
@@ -56,6 +59,7 @@ impl Attach {
             Attach::Kretprobe(_) => "kretprobe",
             Attach::TpBtf(_) => "tp_btf",
             Attach::Tracepoint(_) => "tracepoint",
+            Attach::RawTracepoint(_) => "raw_tracepoint",
         }
     }
 
@@ -68,7 +72,7 @@ impl Attach {
         match self {
             Attach::Fentry(_) | Attach::Kprobe(_) => true,
             Attach::TpBtf(target) | Attach::Tracepoint(target) => target.ends_with("sock_send_length"),
-            Attach::Fexit(_) | Attach::Kretprobe(_) => false,
+            Attach::Fexit(_) | Attach::Kretprobe(_) | Attach::RawTracepoint(_) => false,
         }
     }
 
@@ -79,7 +83,9 @@ impl Attach {
         match self {
             // trampolines only disable migration, on every kernel
             Attach::Fentry(_) | Attach::Fexit(_) => kernel.kernel_preempts,
-            Attach::TpBtf(_) => kernel.kernel_preempts && kernel.raw_tracepoints_preemptible,
+            Attach::TpBtf(_) | Attach::RawTracepoint(_) => {
+                kernel.kernel_preempts && kernel.raw_tracepoints_preemptible
+            }
             // kprobes and perf's tracepoint handlers keep preemption off
             Attach::Kprobe(_) | Attach::Kretprobe(_) | Attach::Tracepoint(_) => false,
         }
@@ -258,6 +264,15 @@ pub static FAMILIES: &[Family] = &[
     },
 ];
 
+/// Programs every family's object also holds, attached beside its own:
+/// exec and fork records (`maps::PROCS`), for each message's command line,
+/// and the processes `sockdump -- CMD` follows. A kernel that refuses them
+/// leaves command lines to /proc.
+pub static PROCESS_PROGRAMS: &[Program] = &[
+    Program::sends("proc_fork", Attach::RawTracepoint("sched_process_fork")),
+    Program::sends("proc_exec", Attach::RawTracepoint("sched_process_exec")),
+];
+
 /// The family named `name`.
 pub fn family(name: &str) -> Option<&'static Family> {
     FAMILIES.iter().find(|f| f.name == name)
@@ -295,7 +310,13 @@ pub mod maps {
     pub const INFLIGHT: &str = "inflight";
     /// Read records (`struct sockdump_read`), in families that see readers.
     pub const READS: &str = "reads";
-    pub const ALL: &[&str] = &[EVENTS, SCRATCH, COUNTERS, INFLIGHT];
+    /// Exec and fork records (`struct sockdump_proc`).
+    pub const PROCS: &str = "procs";
+    /// --container: cgroup id to `enum sockdump_cgroup_verdict`.
+    pub const CGROUPS: &str = "cgroups";
+    /// sockdump -- CMD: the tgids followed.
+    pub const TRACKED: &str = "tracked";
+    pub const ALL: &[&str] = &[EVENTS, SCRATCH, COUNTERS, INFLIGHT, PROCS, CGROUPS, TRACKED];
 }
 
 /// The global every family's object reads its settings from

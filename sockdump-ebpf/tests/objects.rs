@@ -3,7 +3,9 @@
 //! user's kernel first takes the path that loads it.
 
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
-use sockdump_ebpf::{floor, maps, probe_object, Attach, Preemption, Probe, Program, FAMILIES, SETTINGS};
+use sockdump_ebpf::{
+    floor, maps, probe_object, Attach, Preemption, Probe, Program, FAMILIES, PROCESS_PROGRAMS, SETTINGS,
+};
 
 struct Parsed {
     /// (function name, section name) of every program
@@ -66,7 +68,7 @@ fn family_objects_hold_what_the_table_names() {
     let settings_size = std::mem::size_of::<sockdump_common::abi::Settings>() as u64;
     for (family, fetching) in FAMILIES.iter().flat_map(|f| [(f, true), (f, false)]) {
         let parsed = parse(family.object(fetching));
-        let programs: Vec<Program> = family.all_programs().copied().collect();
+        let programs: Vec<Program> = family.all_programs().chain(PROCESS_PROGRAMS).copied().collect();
         check_programs(family.name, &parsed, &programs);
         for map in maps::ALL {
             assert!(parsed.maps.iter().any(|m| m == map), "{}: no map {map}", family.name);

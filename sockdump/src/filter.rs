@@ -63,7 +63,14 @@ mod tests {
         let f = MessageFilter { pid: None, comm: None, sock: Some(b"/tmp/a".to_vec()) };
         assert!(f.matches(&evs[0]) && f.matches(&evs[1]) && !f.matches(&evs[4]));
         let read = Event {
-            reader: Reader::Thread { pid: 555, tid: 556, comm: Comm::new(b"postgres"), others: 0 },
+            reader: Reader::Thread {
+                pid: 555,
+                tid: 556,
+                comm: Comm::new(b"postgres"),
+                others: 0,
+                uid: None,
+                cgroup_id: 0,
+            },
             ..evs[0].clone()
         };
         let by_pid = MessageFilter { pid: Some(555), comm: None, sock: None };

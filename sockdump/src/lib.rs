@@ -9,12 +9,14 @@
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod command;
 pub mod extcap;
 pub mod file;
 pub mod filter;
 pub mod messages;
 pub mod output;
 pub mod privileges;
+pub mod processes;
 pub mod pump;
 pub mod read;
 pub mod readers;

@@ -21,6 +21,8 @@ struct Thread {
     pid: u32,
     tid: u32,
     comm: Comm,
+    uid: u32,
+    cgroup_id: u64,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,8 @@ impl ReadLog {
             tid: first.tid,
             comm: first.comm,
             others: u32::try_from(others.len()).unwrap_or(u32::MAX),
+            uid: Some(first.uid),
+            cgroup_id: first.cgroup_id,
         };
         Some((reader, whole))
     }
@@ -129,7 +133,8 @@ impl Attribution {
 
     /// A read record from the kernel.
     pub fn read(&mut self, read: &ReadRecord) {
-        let thread = Thread { pid: read.pid, tid: read.tid, comm: read.comm };
+        let thread =
+            Thread { pid: read.pid, tid: read.tid, comm: read.comm, uid: read.uid, cgroup_id: read.cgroup_id };
         let end = read.pos.saturating_add(read.units.into());
         self.log.add(read.rx_sock, read.pos..end, thread, read.timestamp_ns);
         self.latest_ns = self.latest_ns.max(read.timestamp_ns);
@@ -278,7 +283,9 @@ mod tests {
             units,
             pid: tid / 10 * 10,
             tid,
+            uid: 1000,
             comm: Comm::new(b"reader"),
+            cgroup_id: 1,
         }
     }
 
@@ -378,7 +385,7 @@ mod tests {
     #[test]
     fn reads_are_merged_forgotten_and_bounded() {
         let mut log = ReadLog::default();
-        let t = |tid| Thread { pid: 1, tid, comm: Comm::new(b"x") };
+        let t = |tid| Thread { pid: 1, tid, comm: Comm::new(b"x"), uid: 0, cgroup_id: 1 };
         for i in 0..10 {
             log.add(1, i..i + 1, t(5), 100 + i);
         }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use sockdump::clock::{WallClock, Zone};
 use sockdump::output::text::{Controls, TextSink, TextStyle};
 use sockdump::output::{Sink, Stats};
-use sockdump_common::{Comm, Event, EventFlags, Reader, SockType, SocketName};
+use std::sync::Arc;
+
+use sockdump_common::{Comm, Container, Context, Event, EventFlags, ProcessFacts, Reader, SockType, SocketName};
 
 /// A fixed set of events covering every header variant.
 fn events() -> Vec<Event<'static>> {
@@ -29,13 +31,42 @@ fn events() -> Vec<Event<'static>> {
         rx_pos: 0,
         // a capture that does not see reads: SO_PEERCRED's pid, marked
         reader: Reader::Unknown,
+        process: None,
+        context: Default::default(),
     };
     vec![
         // a client request, shown under the server's path, read by a
         // daemon thread SO_PEERCRED does not name
+        // from a container, whose name holds an escape sequence
         Event {
             len: 78,
-            reader: Reader::Thread { pid: 901, tid: 907, comm: Comm::new(b"dockerd"), others: 0 },
+            reader: Reader::Thread {
+                pid: 901,
+                tid: 907,
+                comm: Comm::new(b"dockerd"),
+                others: 0,
+                uid: Some(0),
+                cgroup_id: 1,
+            },
+            process: Some(ProcessFacts {
+                uid: 1000,
+                gid: 1000,
+                ppid: 1100,
+                parent_comm: Comm::new(b"bash"),
+                cgroup_id: 5000,
+            }),
+            context: Context {
+                args: Some(Arc::from("curl --unix-socket /run/docker.sock http://d/v1.43/containers/json")),
+                container: Some(Arc::new(Container {
+                    id: "0123456789ab".repeat(5) + "cdef",
+                    name: Some("web\x1b[2J".into()),
+                    image: Some("nginx".into()),
+                    pod: None,
+                    namespace: None,
+                })),
+                reader_args: Some(Arc::from("dockerd -H fd://")),
+                reader_container: None,
+            },
             ..base.clone()
         },
         // the server's reply from its own bound socket
@@ -50,7 +81,14 @@ fn events() -> Vec<Event<'static>> {
             len: 17,
             data: b"HTTP/1.1 200 OK\r\n",
             // read in parts by two threads
-            reader: Reader::Thread { pid: 1200, tid: 1201, comm: Comm::new(b"curl"), others: 1 },
+            reader: Reader::Thread {
+                pid: 1200,
+                tid: 1201,
+                comm: Comm::new(b"curl"),
+                others: 1,
+                uid: None,
+                cgroup_id: 0,
+            },
             ..base.clone()
         },
         // a socketpair: no names, shown by inode; binary bytes

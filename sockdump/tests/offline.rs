@@ -74,6 +74,8 @@ fn ev<'a>(
         rx_sock: 0,
         rx_pos: 0,
         reader: sockdump_common::Reader::Unknown,
+        process: None,
+        context: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::os::fd::AsFd;
 
-use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint};
+use aya::programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::btf::BtfKind;
 use sockdump_ebpf::{Attach, Family, Probe, Program};
@@ -96,6 +96,10 @@ fn attach_program(
             let p: &mut TracePoint = loaded.try_into().map_err(wrong_type)?;
             let (category, name) = tracepoint.split_once('/').unwrap_or(("", tracepoint));
             p.load().and_then(|()| p.attach(category, name).map(drop)).map_err(|e| explain(tracepoint, e))
+        }
+        Attach::RawTracepoint(tracepoint) => {
+            let p: &mut RawTracePoint = loaded.try_into().map_err(wrong_type)?;
+            p.load().and_then(|()| p.attach(tracepoint).map(drop)).map_err(|e| explain(tracepoint, e))
         }
         Attach::Kprobe(functions) | Attach::Kretprobe(functions) => {
             let p: &mut KProbe = loaded.try_into().map_err(wrong_type)?;

@@ -14,13 +14,15 @@ use anyhow::{anyhow, Context, Result};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use sockdump_common::{abi, Event, ReadRecord};
+use sockdump_common::{abi, Event, ProcRecord, ReadRecord, Reader};
 use sockdump_ebpf::{maps, Attach, Family, Program, FAMILIES};
 
 use crate::filter::MessageFilter;
 use crate::privileges::{self, StillNeeded};
 use crate::pump::{Source, Waited};
 use crate::readers::Attribution;
+use crate::messages::note;
+use crate::processes::Processes;
 use crate::{messages, system};
 use caps::Capability;
 use kretprobe::Kretprobe;
@@ -209,6 +211,8 @@ pub struct Capture {
     reader_filter: Option<MessageFilter>,
     /// After a stop request: every held message goes.
     stopping: bool,
+    /// What user space adds to each message.
+    context: ContextSource,
     counters: PerCpuArray<MapData, u64>,
     /// Kretprobes sockdump made itself (see kretprobe.rs); dropping them
     /// detaches them and deletes their events.
@@ -228,7 +232,8 @@ impl Capture {
     /// Starts capturing with the first hook family `choice` allows; `skipped`
     /// hears about each one refused before it.
     pub fn start(settings: &Settings, choice: HookChoice, skipped: impl FnMut(&HookFailure)) -> Result<Self> {
-        let (mut ebpf, kretprobes, family, programs) = load_and_attach(settings, choice, skipped)?;
+        let Loaded { mut ebpf, kretprobes, family, programs, sees_processes } =
+            load_and_attach(settings, choice, skipped)?;
         // The loader and its parsed BTF are gone: hand their memory back
         // before mapping the ring buffer, or both count in the peak RSS.
         system::release_free_memory();
@@ -243,7 +248,12 @@ impl Capture {
             }
             None => None,
         };
+        let procs = match sees_processes {
+            true => Some(RingBuf::try_from(ebpf.take_map(maps::PROCS).context("eBPF object has no procs map")?)?),
+            false => None,
+        };
         Ok(Capture {
+            context: ContextSource { procs, processes: Processes::new() },
             family,
             programs,
             preempted,
@@ -349,6 +359,9 @@ impl Source for Capture {
         &mut self,
         handle: &mut dyn FnMut(Result<Event<'_>, sockdump_common::DecodeError>) -> bool,
     ) -> Result<()> {
+        let context = &mut self.context;
+        context.take_procs();
+        let handle = &mut |event: Result<Event<'_>, _>| handle(event.map(|e| context.add_to(e)));
         let Some((reads, attribution)) = self.readers.as_mut() else {
             while let Some(record) = self.ring.next() {
                 if !handle(Event::parse(&record)) {
@@ -420,6 +433,42 @@ impl Source for Capture {
     fn stop_cutoff(&mut self) -> Option<u64> {
         self.stopping = true;
         Some(crate::clock::monotonic_ns())
+    }
+}
+
+/// Where command lines come from, for [`Capture::drain`] to add them.
+struct ContextSource {
+    /// Exec and fork records, where the kernel let their programs attach.
+    procs: Option<RingBuf<MapData>>,
+    processes: Processes,
+}
+
+impl ContextSource {
+    /// Takes every exec and fork record waiting. A record that does not
+    /// decode is dropped: its process's line comes from /proc instead.
+    fn take_procs(&mut self) {
+        let Some(procs) = self.procs.as_mut() else { return };
+        while let Some(record) = procs.next() {
+            if let Ok(record) = ProcRecord::parse(&record) {
+                self.processes.record(&record);
+            }
+        }
+    }
+
+    fn args_of(&mut self, pid: u32) -> Option<std::sync::Arc<str>> {
+        // an exec record written since the last take: take it before /proc
+        if !self.processes.knows(pid) {
+            self.take_procs();
+        }
+        self.processes.args_of(pid)
+    }
+
+    fn add_to<'e>(&mut self, mut event: Event<'e>) -> Event<'e> {
+        event.context.args = self.args_of(event.pid);
+        if let Reader::Thread { pid, .. } = event.reader {
+            event.context.reader_args = self.args_of(pid);
+        }
+        event
     }
 }
 
@@ -517,11 +566,38 @@ impl Attached {
 const PREEMPTED: &str =
     "this kernel may preempt its programs, and then skips them for other sends on that CPU";
 
+/// A family's object, loaded and attached.
+struct Loaded {
+    ebpf: Ebpf,
+    kretprobes: Vec<Kretprobe>,
+    family: &'static Family,
+    programs: Vec<Program>,
+    /// The exec and fork programs are attached too.
+    sees_processes: bool,
+}
+
+/// Attaches the exec and fork programs; where the kernel refuses them,
+/// command lines come from /proc only.
+fn attach_process_programs(ebpf: &mut Ebpf, btf: &Btf, verbose: bool) -> bool {
+    match attach::attach(ebpf, sockdump_ebpf::PROCESS_PROGRAMS, btf, verbose) {
+        Ok(_) => true,
+        Err(reason) => {
+            if verbose {
+                note(format_args!(
+                    "sockdump: no exec records ({reason}): command lines come from /proc, \
+                     and processes that exit at once have none"
+                ));
+            }
+            false
+        }
+    }
+}
+
 fn load_and_attach(
     settings: &Settings,
     choice: HookChoice,
     mut skipped: impl FnMut(&HookFailure),
-) -> Result<(Ebpf, Vec<Kretprobe>, &'static Family, Vec<Program>)> {
+) -> Result<Loaded> {
     let preemption = kernel::preemption();
     let fetching_atomics = kernel::has_fetching_atomics();
     system::check_btf()?;
@@ -602,7 +678,10 @@ fn load_and_attach(
             }
         };
         match attached {
-            Ok((ebpf, kretprobes)) => return Ok((ebpf, kretprobes, family, programs)),
+            Ok((mut ebpf, kretprobes)) => {
+                let sees_processes = attach_process_programs(&mut ebpf, &btf, settings.verbose);
+                return Ok(Loaded { ebpf, kretprobes, family, programs, sees_processes });
+            }
             Err(reason) => {
                 let failure = HookFailure { family, reason };
                 skipped(&failure);

@@ -99,8 +99,9 @@ impl std::fmt::Display for ShownPath<'_> {
     }
 }
 
-/// After the time: ` >>> process <comm> [<pid> -> <reader>] path <path>
-/// len <captured>(<sent>)`, and a note when the bytes are incomplete. The
+/// After the time: ` >>> process <comm> [<pid> -> <reader>] [container
+/// <name>] path <path> len <captured>(<sent>)`, and a note when the bytes
+/// are incomplete; the container is the sender's, when it runs in one. The
 /// reader is the pid that read the message (`+N` when N more threads read
 /// parts of it), or `peer <pid>`, SO_PEERCRED's, when no read was seen.
 pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
@@ -114,7 +115,12 @@ pub fn push_header(out: &mut Vec<u8>, event: &Event<'_>) {
         (Reader::Unknown | Reader::NotSeen, 0) => out.write_all(b"peer ?"),
         (Reader::Unknown | Reader::NotSeen, pid) => write!(out, "peer {pid}"),
     };
-    out.extend_from_slice(b"] path ");
+    out.push(b']');
+    if let Some(container) = &event.context.container {
+        out.extend_from_slice(b" container ");
+        push_escaped(out, container.display_name());
+    }
+    out.extend_from_slice(b" path ");
     push_escaped_display(out, shown_path(event));
     let _ = write!(out, " len {}({})", event.data.len(), event.len);
     if event.flags.truncated_size() {

@@ -241,6 +241,8 @@ pub(crate) mod tests {
             rx_sock: 0,
             rx_pos: 0,
             reader: sockdump_common::Reader::Unknown,
+            process: None,
+            context: Default::default(),
         };
         let mut reply = base.clone();
         reply.sock_ino = 200;

@@ -246,6 +246,8 @@ fn events(data: &[u8]) -> Vec<Event<'_>> {
                 rx_sock: 0,
                 rx_pos: 0,
                 reader: sockdump_common::Reader::Unknown,
+                process: None,
+                context: Default::default(),
             }
         })
         .collect()
@@ -303,6 +305,8 @@ impl Names {
                     rx_sock: 0,
                     rx_pos: 0,
                     reader: sockdump_common::Reader::Unknown,
+                    process: None,
+                    context: Default::default(),
                 }
             })
             .collect()

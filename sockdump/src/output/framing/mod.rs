@@ -273,6 +273,8 @@ mod tests {
             rx_sock: 0,
             rx_pos: 0,
             reader: sockdump_common::Reader::Unknown,
+            process: None,
+            context: Default::default(),
         }
     }
 
