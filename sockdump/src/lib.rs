@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod containers;
 pub mod extcap;
 pub mod file;
 pub mod filter;
