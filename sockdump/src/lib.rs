@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod command;
+pub mod containers;
 pub mod extcap;
 pub mod file;
 pub mod filter;
