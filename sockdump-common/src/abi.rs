@@ -15,6 +15,10 @@ pub const COMM_LEN: usize = 16;
 pub const SCRATCH_SLOTS: u32 = 2;
 /// `SOCKDUMP_ARGS_MAX`: bytes of a command line in an exec record.
 pub const ARGS_MAX: usize = 4096;
+/// `SOCKDUMP_CGROUP_DEPTH`: cgroup names in an exec record.
+pub const CGROUP_DEPTH: usize = 4;
+/// `SOCKDUMP_CGROUP_NAME_MAX`: bytes of each, with its NUL.
+pub const CGROUP_NAME_MAX: usize = 128;
 
 /// `enum sockdump_event_flag`
 pub mod flag {
@@ -162,12 +166,28 @@ pub mod proc {
     pub const PPID: Field = field("ppid", 16, 4);
     pub const ARGS_LEN: Field = field("args_len", 20, 4);
     pub const FLAGS: Field = field("flags", 24, 4);
+    pub const CGROUP_ID: Field = field("cgroup_id", 32, 8);
 
     /// Every named field, in order.
-    pub const FIELDS: &[Field] = &[TIMESTAMP_NS, KIND, PID, PPID, ARGS_LEN, FLAGS];
+    pub const FIELDS: &[Field] = &[TIMESTAMP_NS, KIND, PID, PPID, ARGS_LEN, FLAGS, CGROUP_ID];
 
     /// `sizeof(struct sockdump_proc)`
-    pub const SIZE: usize = 32;
+    pub const SIZE: usize = 40;
+}
+
+/// Layout of `struct sockdump_exec`: an exec record of the `procs` ring.
+pub mod exec {
+    use super::{field, Field, ARGS_MAX, CGROUP_DEPTH, CGROUP_NAME_MAX};
+
+    pub const PROC: Field = field("proc", 0, super::proc::SIZE);
+    pub const CGROUP: Field = field("cgroup", 40, CGROUP_DEPTH * CGROUP_NAME_MAX);
+    pub const ARGS: Field = field("args", 552, ARGS_MAX);
+
+    /// Every named field, in order.
+    pub const FIELDS: &[Field] = &[PROC, CGROUP, ARGS];
+
+    /// `sizeof(struct sockdump_exec)`
+    pub const SIZE: usize = 552 + ARGS_MAX;
 }
 
 /// `struct sockdump_settings`: what the programs are loaded with (the

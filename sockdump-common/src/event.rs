@@ -214,7 +214,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub const NONE: Context = Context { args: None, container: None, reader_args: None, reader_container: None };
+    pub const NONE: Context =
+        Context { args: None, container: None, reader_args: None, reader_container: None };
 }
 
 /// A command line (arguments each ending in NUL, as /proc/PID/cmdline and
@@ -416,12 +417,28 @@ impl ReadRecord {
     }
 }
 
+/// `/`-joined cgroup names, outermost first, from an exec record's
+/// innermost-first NUL-terminated names (the root's is empty).
+fn cgroup_path(names: &[u8]) -> String {
+    let mut path = String::new();
+    for name in names.chunks(abi::CGROUP_NAME_MAX).rev() {
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        if !name.is_empty() {
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(name));
+        }
+    }
+    path
+}
+
 /// One record of the `procs` ring buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcRecord<'a> {
     /// `pid` ran execve(); `cmdline` holds its arguments (each ending in
-    /// NUL), cut at `abi::ARGS_MAX` bytes when `truncated`.
-    Exec { pid: u32, ppid: u32, cmdline: &'a [u8], truncated: bool },
+    /// NUL), cut at `abi::ARGS_MAX` bytes when `truncated`. It runs in the
+    /// cgroup `cgroup_id`, whose path ends in `cgroup_path` (up to
+    /// `abi::CGROUP_DEPTH` names, `/`-separated).
+    Exec { pid: u32, ppid: u32, cmdline: &'a [u8], truncated: bool, cgroup_id: u64, cgroup_path: String },
     /// `ppid` started the process `pid`.
     Fork { pid: u32, ppid: u32 },
 }
@@ -439,13 +456,26 @@ impl<'a> ProcRecord<'a> {
             abi::proc_kind::FORK => Ok(ProcRecord::Fork { pid, ppid }),
             abi::proc_kind::EXEC => {
                 let len = u32_field(at::ARGS_LEN)?;
+                let args_at = abi::exec::ARGS.offset;
                 let cmdline = usize::try_from(len)
                     .ok()
                     .filter(|&len| len <= abi::ARGS_MAX)
-                    .and_then(|len| record[at::SIZE..].get(..len))
-                    .ok_or(DecodeError::MissingData { captured: len, available: record.len() - at::SIZE })?;
+                    .and_then(|len| record.get(args_at..)?.get(..len))
+                    .ok_or(DecodeError::MissingData {
+                        captured: len,
+                        available: record.len().saturating_sub(args_at),
+                    })?;
                 let truncated = u32_field(at::FLAGS)? & abi::proc_flag::ARGS_TRUNC != 0;
-                Ok(ProcRecord::Exec { pid, ppid, cmdline, truncated })
+                let cgroup_id = u64_at::<NativeEndian>(record, at::CGROUP_ID.offset).ok_or_else(short)?;
+                let names = record.get(abi::exec::CGROUP.offset..args_at).ok_or_else(short)?;
+                Ok(ProcRecord::Exec {
+                    pid,
+                    ppid,
+                    cmdline,
+                    truncated,
+                    cgroup_id,
+                    cgroup_path: cgroup_path(names),
+                })
             }
             kind => Err(DecodeError::UnknownKind { kind }),
         }

@@ -13,6 +13,6 @@ pub mod meta;
 pub mod user0;
 
 pub use event::{
-    show_args, Comm, Container, Context, DecodeError, Event, EventFlags, ProcRecord, ProcessFacts, ReadRecord,
-    Reader, SockType, SocketName,
+    show_args, Comm, Container, Context, DecodeError, Event, EventFlags, ProcRecord, ProcessFacts,
+    ReadRecord, Reader, SockType, SocketName,
 };

@@ -420,6 +420,8 @@ pub fn write_synthetic_comment(out: &mut String, what: Synthetic) {
 }
 
 /// A parsed sockdump comment.
+// parsed one packet at a time, never stored in bulk: boxing would only cost
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Comment {
     Message { meta: OwnedMeta, part: Option<Part> },

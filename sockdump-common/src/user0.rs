@@ -31,8 +31,8 @@
 
 use crate::abi;
 use crate::bytes::{u16_at, u32_at, u64_at, BigEndian};
-use crate::event::{EventFlags, Reader, SockType, SocketName};
 use crate::event::Context;
+use crate::event::{EventFlags, Reader, SockType, SocketName};
 use crate::meta::{Direction, MessageMeta};
 
 pub const MAGIC: [u8; 8] = *b"sockdump";

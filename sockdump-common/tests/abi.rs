@@ -90,6 +90,7 @@ fn record_fields_match_the_header() {
     assert_layout("sockdump_event", abi::event::SIZE, abi::event::FIELDS);
     assert_layout("sockdump_read", abi::read::SIZE, abi::read::FIELDS);
     assert_layout("sockdump_proc", abi::proc::SIZE, abi::proc::FIELDS);
+    assert_layout("sockdump_exec", abi::exec::SIZE, abi::exec::FIELDS);
 }
 
 #[test]
@@ -98,6 +99,7 @@ fn every_record_field_is_mirrored() {
         ("sockdump_event", abi::event::FIELDS),
         ("sockdump_read", abi::read::FIELDS),
         ("sockdump_proc", abi::proc::FIELDS),
+        ("sockdump_exec", abi::exec::FIELDS),
     ] {
         let mirrored: Vec<&str> = fields.iter().map(|f| f.name).collect();
         for name in header_fields(c_struct) {
@@ -170,6 +172,8 @@ fn constants_match_the_header() {
         ("SOCKDUMP_LOST_TRACKED", abi::counter::LOST_TRACKED.into()),
         ("SOCKDUMP_COUNTER_MAX", abi::counter::COUNT.into()),
         ("SOCKDUMP_ARGS_MAX", abi::ARGS_MAX as u64),
+        ("SOCKDUMP_CGROUP_DEPTH", abi::CGROUP_DEPTH as u64),
+        ("SOCKDUMP_CGROUP_NAME_MAX", abi::CGROUP_NAME_MAX as u64),
         ("SOCKDUMP_PROC_EXEC", abi::proc_kind::EXEC.into()),
         ("SOCKDUMP_PROC_FORK", abi::proc_kind::FORK.into()),
         ("SOCKDUMP_PROC_F_ARGS_TRUNC", abi::proc_flag::ARGS_TRUNC.into()),

@@ -1004,6 +1004,27 @@ static __always_inline int sendmsg_exit(__s64 ret, __u32 slot, const struct exit
  * lived only milliseconds, and sockdump -- CMD follows what CMD starts.
  * Raw tracepoints: no tracefs needed, and in every kernel sockdump supports.
  */
+static __always_inline const struct kernfs_node *kernfs_parent(const struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(struct kernfs_node___rcu, __parent))
+		return BPF_CORE_READ((const struct kernfs_node___rcu *)kn, __parent);
+	return BPF_CORE_READ(kn, parent);
+}
+
+/* The names of the task's cgroup v2 and its ancestors, innermost first. */
+static __always_inline void read_cgroup_names(const struct task_struct *task, struct sockdump_exec *e)
+{
+	const struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+
+	for (int i = 0; i < SOCKDUMP_CGROUP_DEPTH; i++) {
+		e->cgroup[i][0] = 0;
+		if (kn) {
+			bpf_probe_read_kernel_str(e->cgroup[i], SOCKDUMP_CGROUP_NAME_MAX, BPF_CORE_READ(kn, name));
+			kn = kernfs_parent(kn);
+		}
+	}
+}
+
 SEC("raw_tracepoint/sched_process_exec")
 int proc_exec(unsigned long long *ctx)
 {
@@ -1011,12 +1032,16 @@ int proc_exec(unsigned long long *ctx)
 	const struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	__u64 start = BPF_CORE_READ(mm, arg_start), end = BPF_CORE_READ(mm, arg_end);
 	__u64 len = end > start ? end - start : 0;
-	struct sockdump_proc *p = bpf_ringbuf_reserve(&procs, sizeof(*p) + SOCKDUMP_ARGS_MAX, 0);
+	struct sockdump_exec *e = bpf_ringbuf_reserve(&procs, sizeof(*e), 0);
+	struct sockdump_proc *p;
 
-	if (!p) {
+	if (!e) {
 		count(SOCKDUMP_LOST_PROCS, 1);
 		return 0;
 	}
+	p = &e->proc;
+	p->cgroup_id = bpf_get_current_cgroup_id();
+	read_cgroup_names(task, e);
 	p->timestamp_ns = bpf_ktime_get_ns();
 	p->kind = SOCKDUMP_PROC_EXEC;
 	p->pid = bpf_get_current_pid_tgid() >> 32;
@@ -1028,12 +1053,12 @@ int proc_exec(unsigned long long *ctx)
 		p->flags |= SOCKDUMP_PROC_F_ARGS_TRUNC;
 	}
 	/* the arguments were just copied in by execve: their pages are present */
-	if (bpf_probe_read_user(p + 1, len, (const void *)start)) {
+	if (bpf_probe_read_user(e->args, len, (const void *)start)) {
 		len = 0;
 		p->flags |= SOCKDUMP_PROC_F_ARGS_UNREADABLE;
 	}
 	p->args_len = len;
-	bpf_ringbuf_submit(p, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 

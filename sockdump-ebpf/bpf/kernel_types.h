@@ -177,6 +177,24 @@ struct thread_info {
 	__u32 status;
 };
 
+struct kernfs_node {
+	const char *name;
+	struct kernfs_node *parent;
+};
+
+/* 6.15 renamed kernfs_node.parent (RCU-protected since) */
+struct kernfs_node___rcu {
+	struct kernfs_node *__parent;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
 struct mm_struct {
 	unsigned long arg_start;
 	unsigned long arg_end;
@@ -190,6 +208,7 @@ struct task_struct {
 	struct task_struct *real_parent;
 	struct files_struct *files;
 	struct mm_struct *mm;
+	struct css_set *cgroups;
 	char comm[16];
 };
 

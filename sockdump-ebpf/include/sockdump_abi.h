@@ -27,6 +27,10 @@
 #define SOCKDUMP_COMM_LEN 16
 /* Bytes of a command line an exec record holds. A power of two. */
 #define SOCKDUMP_ARGS_MAX 4096
+/* An exec record names the process's cgroup and this many ancestors in
+ * all, each name at most SOCKDUMP_CGROUP_NAME_MAX bytes with its NUL. */
+#define SOCKDUMP_CGROUP_DEPTH 4
+#define SOCKDUMP_CGROUP_NAME_MAX 128
 
 /* sockdump_event.flags */
 enum sockdump_event_flag {
@@ -123,9 +127,8 @@ enum sockdump_proc_flag {
 
 /*
  * A process event, in the `procs` ring buffer, so that a message names the
- * command line of a process that lived only milliseconds. An exec record
- * is followed by SOCKDUMP_ARGS_MAX bytes, of which args_len hold the
- * arguments, each ending in NUL as in /proc/PID/cmdline.
+ * command line and container of a process that lived only milliseconds
+ * (its cgroup may be gone before user space looks).
  */
 struct sockdump_proc {
 	__u64 timestamp_ns; /* CLOCK_MONOTONIC */
@@ -135,6 +138,17 @@ struct sockdump_proc {
 	__u32 args_len;
 	__u32 flags;        /* enum sockdump_proc_flag */
 	__u32 pad0;
+	__u64 cgroup_id;    /* exec: the process's cgroup v2 id */
+};
+
+/* An exec record: the header, then the names of the process's cgroup and
+ * its ancestors (innermost first; each ends in NUL, empty past the root),
+ * then args_len bytes of arguments, each ending in NUL as in
+ * /proc/PID/cmdline. */
+struct sockdump_exec {
+	struct sockdump_proc proc;
+	char cgroup[SOCKDUMP_CGROUP_DEPTH][SOCKDUMP_CGROUP_NAME_MAX];
+	char args[SOCKDUMP_ARGS_MAX];
 };
 
 /* Counters in the per-CPU `counters` map, summed by user space. */
@@ -214,7 +228,8 @@ enum sockdump_cgroup_verdict {
 _Static_assert(sizeof(struct sockdump_settings) == 208, "sockdump_settings size is ABI");
 _Static_assert(sizeof(struct sockdump_event) == 344, "sockdump_event size is ABI");
 _Static_assert(sizeof(struct sockdump_read) == 64, "sockdump_read size is ABI");
-_Static_assert(sizeof(struct sockdump_proc) == 32, "sockdump_proc size is ABI");
+_Static_assert(sizeof(struct sockdump_proc) == 40, "sockdump_proc size is ABI");
+_Static_assert(__builtin_offsetof(struct sockdump_exec, args) == 552, "exec args offset is ABI");
 _Static_assert((SOCKDUMP_ARGS_MAX & (SOCKDUMP_ARGS_MAX - 1)) == 0, "args max is a power of two");
 _Static_assert(__builtin_offsetof(struct sockdump_event, comm) == 56, "comm offset is ABI");
 _Static_assert(sizeof(struct sockdump_event) % 8 == 0, "records stay 8-byte aligned");

@@ -146,6 +146,22 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
 
+    /// Only messages sent by processes of USER (a name or uid), or sent to a socket
+    /// USER owns (its reader's, where the reads are seen)
+    #[arg(long, value_name = "USER")]
+    pub uid: Option<String>,
+
+    /// Only messages sent or read by processes in the container NAME, or whose id
+    /// starts with ID-PREFIX, also one that starts later (repeatable; Docker names
+    /// containers through its engine, DOCKER_HOST or /run/docker.sock)
+    #[arg(long, value_name = "NAME|ID-PREFIX")]
+    pub container: Vec<String>,
+
+    /// Run CMD (as the user who ran sudo) and keep only what it and the processes it
+    /// starts send or read; stop when it exits, with its exit status
+    #[arg(last = true, value_name = "CMD", conflicts_with = "read")]
+    pub command: Vec<std::ffi::OsString>,
+
     /// Bytes captured per message at most
     #[arg(long, default_value_t = 51200, conflicts_with = "read", value_parser = clap::value_parser!(u32).range(1..=i64::from(abi::DATA_MAX)))]
     pub seg_size: u32,

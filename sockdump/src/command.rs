@@ -26,7 +26,10 @@ impl RunAs {
             return Ok(None);
         };
         let number = |value: &OsString, name: &str| {
-            value.to_str().and_then(|v| v.parse::<u32>().ok()).with_context(|| format!("{name} is not a number"))
+            value
+                .to_str()
+                .and_then(|v| v.parse::<u32>().ok())
+                .with_context(|| format!("{name} is not a number"))
         };
         let (uid, gid) = (Uid::from_raw(number(&uid, "SUDO_UID")?), Gid::from_raw(number(&gid, "SUDO_GID")?));
         if uid.is_root() {

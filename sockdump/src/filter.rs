@@ -1,16 +1,23 @@
-//! `--pid`, `--comm` and `--sock` in user space: on messages read from a
-//! file (`-r`), as the kernel applies them while capturing; and in a
-//! capture that names readers, on what only the reader decides.
+//! `--pid`, `--comm`, `--sock`, `--uid` and `--container` in user space: on
+//! messages read from a file (`-r`), as the kernel applies them while
+//! capturing; and in a capture that names readers, on what only the reader
+//! decides.
 
 use sockdump_common::{Event, Reader, SocketName};
 
+use crate::containers;
+
 /// The capture filters as user space applies them. `--pid` keeps messages
 /// sent by the process, read by it, or whose SO_PEERCRED peer it is;
-/// `--comm` those sent or read by a thread of that name.
+/// `--comm` those sent or read by a thread of that name; `--uid` and
+/// `--container` those sent or read by a process of that user or container.
+#[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     pub pid: Option<u32>,
     pub comm: Option<Vec<u8>>,
     pub sock: Option<Vec<u8>>,
+    pub uid: Option<u32>,
+    pub containers: Vec<String>,
 }
 
 /// Whether a name's `sun_path` bytes start with `prefix` (as `--sock` gives it).
@@ -41,6 +48,18 @@ impl MessageFilter {
             && self.sock.as_deref().is_none_or(|prefix| {
                 name_starts_with(ev.path, prefix) || name_starts_with(ev.peer_path, prefix)
             })
+            && self.uid.is_none_or(|uid| {
+                let reader_uid = match ev.reader {
+                    Reader::Thread { uid, .. } => uid,
+                    Reader::Unknown | Reader::NotSeen => None,
+                };
+                ev.process.is_some_and(|p| p.uid == uid) || reader_uid == Some(uid)
+            })
+            && (self.containers.is_empty()
+                || [&ev.context.container, &ev.context.reader_container]
+                    .into_iter()
+                    .flatten()
+                    .any(|c| self.containers.iter().any(|wanted| containers::matches(c, wanted))))
     }
 }
 
@@ -54,13 +73,17 @@ mod tests {
     fn filters_match_sender_peer_or_reader() {
         let big = vec![0u8; 10];
         let evs = events(&big);
-        let f = MessageFilter { pid: Some(7), comm: None, sock: None };
+        let f = MessageFilter { pid: Some(7), comm: None, sock: None, ..Default::default() };
         assert!(f.matches(&evs[0]), "peer pid matches");
-        let f =
-            MessageFilter { pid: None, comm: Some(b"my comm".to_vec()), sock: Some(b"\0logger".to_vec()) };
+        let f = MessageFilter {
+            pid: None,
+            comm: Some(b"my comm".to_vec()),
+            sock: Some(b"\0logger".to_vec()),
+            ..Default::default()
+        };
         assert!(!f.matches(&evs[0]));
         assert!(f.matches(&evs[4]));
-        let f = MessageFilter { pid: None, comm: None, sock: Some(b"/tmp/a".to_vec()) };
+        let f = MessageFilter { pid: None, comm: None, sock: Some(b"/tmp/a".to_vec()), ..Default::default() };
         assert!(f.matches(&evs[0]) && f.matches(&evs[1]) && !f.matches(&evs[4]));
         let read = Event {
             reader: Reader::Thread {
@@ -73,13 +96,15 @@ mod tests {
             },
             ..evs[0].clone()
         };
-        let by_pid = MessageFilter { pid: Some(555), comm: None, sock: None };
-        let by_comm = MessageFilter { pid: None, comm: Some(b"postgres".to_vec()), sock: None };
+        let by_pid = MessageFilter { pid: Some(555), comm: None, sock: None, ..Default::default() };
+        let by_comm =
+            MessageFilter { pid: None, comm: Some(b"postgres".to_vec()), sock: None, ..Default::default() };
         assert!(by_pid.matches(&read) && by_comm.matches(&read));
         assert!(!by_pid.matches(&evs[0]) && !by_comm.matches(&evs[0]));
         assert!(
             by_pid.involves_readers()
-                && !MessageFilter { pid: None, comm: None, sock: Some(vec![]) }.involves_readers()
+                && !MessageFilter { pid: None, comm: None, sock: Some(vec![]), ..Default::default() }
+                    .involves_readers()
         );
     }
 }

@@ -30,17 +30,17 @@ impl Processes {
 
     /// What a record of the `procs` ring tells.
     pub fn record(&mut self, record: &ProcRecord<'_>) {
-        match *record {
+        match record {
             ProcRecord::Exec { pid, cmdline, truncated, .. } => {
                 let mut line = show_args(cmdline);
-                if truncated {
+                if *truncated {
                     line.push_str(" ...");
                 }
-                self.insert(pid, Some(Arc::from(line)));
+                self.insert(*pid, Some(Arc::from(line)));
             }
             ProcRecord::Fork { pid, ppid } => {
-                let parent = self.lookup(ppid).cloned().flatten();
-                self.insert(pid, parent);
+                let parent = self.lookup(*ppid).cloned().flatten();
+                self.insert(*pid, parent);
             }
         }
     }
@@ -90,14 +90,35 @@ mod tests {
     fn exec_records_win_and_children_share_their_parents_line() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = in_dir(dir.path());
-        p.record(&ProcRecord::Exec { pid: 10, ppid: 1, cmdline: b"curl\0-s\0a b\0", truncated: false });
+        p.record(&ProcRecord::Exec {
+            pid: 10,
+            ppid: 1,
+            cmdline: b"curl\0-s\0a b\0",
+            truncated: false,
+            cgroup_id: 1,
+            cgroup_path: String::new(),
+        });
         p.record(&ProcRecord::Fork { pid: 11, ppid: 10 });
-        p.record(&ProcRecord::Exec { pid: 12, ppid: 1, cmdline: b"long\0", truncated: true });
+        p.record(&ProcRecord::Exec {
+            pid: 12,
+            ppid: 1,
+            cmdline: b"long\0",
+            truncated: true,
+            cgroup_id: 1,
+            cgroup_path: String::new(),
+        });
         assert_eq!(p.args_of(10).as_deref(), Some("curl -s 'a b'"));
         assert_eq!(p.args_of(11).as_deref(), Some("curl -s 'a b'"));
         assert_eq!(p.args_of(12).as_deref(), Some("long ..."));
         // a pid reused by a new exec takes the new line
-        p.record(&ProcRecord::Exec { pid: 11, ppid: 10, cmdline: b"sh\0-c\0x\0", truncated: false });
+        p.record(&ProcRecord::Exec {
+            pid: 11,
+            ppid: 10,
+            cmdline: b"sh\0-c\0x\0",
+            truncated: false,
+            cgroup_id: 1,
+            cgroup_path: String::new(),
+        });
         assert_eq!(p.args_of(11).as_deref(), Some("sh -c x"));
     }
 
@@ -118,7 +139,14 @@ mod tests {
     fn the_table_is_bounded() {
         let mut p = Processes::new();
         for pid in 0..(GENERATION as u32 * 5) {
-            p.record(&ProcRecord::Exec { pid, ppid: 1, cmdline: b"x\0", truncated: false });
+            p.record(&ProcRecord::Exec {
+                pid,
+                ppid: 1,
+                cmdline: b"x\0",
+                truncated: false,
+                cgroup_id: 1,
+                cgroup_path: String::new(),
+            });
         }
         assert!(p.newer.len() + p.older.len() <= 2 * GENERATION);
         assert!(p.knows(GENERATION as u32 * 5 - 1));

@@ -133,8 +133,13 @@ impl Attribution {
 
     /// A read record from the kernel.
     pub fn read(&mut self, read: &ReadRecord) {
-        let thread =
-            Thread { pid: read.pid, tid: read.tid, comm: read.comm, uid: read.uid, cgroup_id: read.cgroup_id };
+        let thread = Thread {
+            pid: read.pid,
+            tid: read.tid,
+            comm: read.comm,
+            uid: read.uid,
+            cgroup_id: read.cgroup_id,
+        };
         let end = read.pos.saturating_add(read.units.into());
         self.log.add(read.rx_sock, read.pos..end, thread, read.timestamp_ns);
         self.latest_ns = self.latest_ns.max(read.timestamp_ns);

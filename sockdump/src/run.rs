@@ -13,6 +13,7 @@ use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use crate::capture::{self, Capture, HookChoice};
 use crate::cli::Cli;
 use crate::clock::WallClock;
+use crate::command::{HeldCommand, RunAs};
 use crate::messages::{self, note};
 use crate::output::{self, Output};
 use crate::privileges::{self, Account, StillNeeded};
@@ -20,16 +21,23 @@ use crate::pump::{pump, Limits};
 use crate::read::FileSource;
 use crate::{setup, system};
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the command line; the exit status is CMD's with `-- CMD`, else 0.
+pub fn run(cli: Cli) -> Result<u8> {
     setup::check_output_options(&cli)?;
     match &cli.read {
-        Some(path) => read_file(&cli, path),
+        Some(path) => read_file(&cli, path).map(|()| 0),
         None => capture_live(&cli),
     }
 }
 
-fn capture_live(cli: &Cli) -> Result<()> {
+fn capture_live(cli: &Cli) -> Result<u8> {
     let settings = setup::settings_from(cli)?;
+    // forked before any thread starts, and before signals are held: CMD
+    // inherits the signal mask
+    let mut command = match cli.command.is_empty() {
+        true => None,
+        false => Some(HeldCommand::spawn(&cli.command, RunAs::invoking_user()?.as_ref())?),
+    };
     let account = relinquish_to(cli)?;
     system::check_privileges()?;
     system::raise_memlock_limit();
@@ -44,12 +52,21 @@ fn capture_live(cli: &Cli) -> Result<()> {
     })?;
     let Output { writer, kind } =
         open_output(cli, account.as_ref(), capture.still_needed(account.is_some()))?;
+    capture.name_containers(cli.verbose > 0)?;
     // after capabilities are dropped: the handler runs in a thread of its own
     let stop = signals.arm()?;
+    let command = match command.as_mut() {
+        Some(held) => {
+            capture.follow(u32::try_from(held.pid.as_raw())?)?;
+            held.release()?;
+            Some(CommandWatch::start(held.pid, Arc::clone(&stop))?)
+        }
+        None => None,
+    };
     let mut sink = setup::make_sink(cli, writer, &kind, WallClock::now())?;
     if !cli.quiet {
         messages::listening(capture.family(), capture.names_readers(), settings.seg_size);
-        if let Some(uid) = settings.filter.uid {
+        if let (Some(uid), None) = (settings.filter.uid, &cli.uid) {
             messages::own_conversations_only(uid);
         }
     }
@@ -67,7 +84,40 @@ fn capture_live(cli: &Cli) -> Result<()> {
             capture.names_readers(),
         );
     }
-    Ok(())
+    Ok(match command {
+        Some(watch) => watch.status()?,
+        None => 0,
+    })
+}
+
+/// CMD of `sockdump -- CMD`, waited for in a thread: its end stops the
+/// capture, which then drains what CMD sent before it exited.
+struct CommandWatch {
+    pid: nix::unistd::Pid,
+    waiter: std::thread::JoinHandle<Result<u8>>,
+}
+
+impl CommandWatch {
+    fn start(pid: nix::unistd::Pid, stop: Arc<AtomicBool>) -> Result<Self> {
+        let waiter = std::thread::Builder::new()
+            .name("command".into())
+            .spawn(move || {
+                let status = HeldCommand::wait(pid);
+                stop.store(true, Ordering::SeqCst);
+                status
+            })
+            .context("cannot start a thread to wait for the command")?;
+        Ok(CommandWatch { pid, waiter })
+    }
+
+    /// CMD's exit status; a capture that stopped first (a signal, -c)
+    /// ends CMD with SIGTERM.
+    fn status(self) -> Result<u8> {
+        if !self.waiter.is_finished() {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGTERM);
+        }
+        self.waiter.join().map_err(|_| anyhow::anyhow!("the thread waiting for the command failed"))?
+    }
 }
 
 /// `-r FILE`: replays a capture sockdump wrote into any format, as `tcpdump -r`.

@@ -62,8 +62,17 @@ pub fn filter_description(cli: &Cli) -> Option<String> {
     if let Some(pid) = cli.exclude_pid {
         parts.push(format!("--exclude-pid {pid}"));
     }
-    if let Some(uid) = own_conversations_only(cli) {
+    if let Some(uid) = &cli.uid {
+        parts.push(format!("--uid {uid}"));
+    } else if let Some(uid) = own_conversations_only(cli) {
         parts.push(format!("(only uid {uid}'s conversations)"));
+    }
+    for container in &cli.container {
+        parts.push(format!("--container {container}"));
+    }
+    if !cli.command.is_empty() {
+        let words: Vec<String> = cli.command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+        parts.push(format!("-- {}", words.join(" ")));
     }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
@@ -135,14 +144,37 @@ pub fn filter_from(cli: &Cli) -> Result<Filter> {
         comm,
         sock_prefix,
         sock_file,
-        uid: own_conversations_only(cli),
+        uid: uid_filter(cli)?,
         exclude_pid: cli.exclude_pid,
+        containers: cli.container.clone(),
+        command: !cli.command.is_empty(),
     })
 }
 
 /// A non-root caller (running through file capabilities) sees only
 /// conversations of their own uid unless --all-users: capture rights are
 /// not a licence to read everyone's traffic. Root sees everything.
+/// `--uid` (a user name or number), within what the caller may see.
+fn uid_filter(cli: &Cli) -> Result<Option<u32>> {
+    let own = own_conversations_only(cli);
+    let Some(user) = &cli.uid else { return Ok(own) };
+    let uid = match user.parse::<u32>() {
+        Ok(uid) => uid,
+        Err(_) => nix::unistd::User::from_name(user)
+            .with_context(|| format!("--uid {user}: cannot look the user up"))?
+            .with_context(|| format!("--uid {user}: no such user"))?
+            .uid
+            .as_raw(),
+    };
+    match own {
+        Some(own) if own != uid => bail!(
+            "--uid {user}: you may see only your own conversations (uid {own}); \
+             other users' need root or --all-users"
+        ),
+        _ => Ok(Some(uid)),
+    }
+}
+
 fn own_conversations_only(cli: &Cli) -> Option<u32> {
     let uid = nix::unistd::getuid().as_raw();
     (uid != 0 && !cli.all_users && cli.read.is_none()).then_some(uid)

@@ -9,7 +9,9 @@ use sockdump::output::text::{Controls, TextSink, TextStyle};
 use sockdump::output::{Sink, Stats};
 use std::sync::Arc;
 
-use sockdump_common::{Comm, Container, Context, Event, EventFlags, ProcessFacts, Reader, SockType, SocketName};
+use sockdump_common::{
+    Comm, Container, Context, Event, EventFlags, ProcessFacts, Reader, SockType, SocketName,
+};
 
 /// A fixed set of events covering every header variant.
 fn events() -> Vec<Event<'static>> {

@@ -3,6 +3,7 @@
 //! out the ring buffer's records, decoded, as an event source.
 
 mod attach;
+mod context;
 pub mod kernel;
 mod kretprobe;
 
@@ -10,21 +11,23 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::{HashMap, HashMap as AyaHashMap, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use sockdump_common::{abi, Event, ProcRecord, ReadRecord, Reader};
+use sockdump_common::{abi, Event, ReadRecord};
 use sockdump_ebpf::{maps, Attach, Family, Program, FAMILIES};
 
+use crate::containers::Containers;
 use crate::filter::MessageFilter;
+use crate::messages::note;
 use crate::privileges::{self, StillNeeded};
+use crate::processes::Processes;
 use crate::pump::{Source, Waited};
 use crate::readers::Attribution;
-use crate::messages::note;
-use crate::processes::Processes;
 use crate::{messages, system};
 use caps::Capability;
+use context::{ContainerFilter, ContextSource};
 use kretprobe::Kretprobe;
 
 /// `--hook`: one family, or the first of them all that the kernel allows.
@@ -103,6 +106,11 @@ pub struct Filter {
     /// Leave out this process's conversations and those of what it started
     /// (a viewer's own traffic).
     pub exclude_pid: Option<u32>,
+    /// --container: names or id prefixes; the messages their processes send or read.
+    pub containers: Vec<String>,
+    /// `sockdump -- CMD`: only what CMD and the processes it starts send or
+    /// read (see [`Capture::follow`]).
+    pub command: bool,
 }
 
 /// Everything the kernel side is configured with.
@@ -144,6 +152,8 @@ impl Settings {
             filter_uid_on: filter.uid.is_some().into(),
             filter_uid: filter.uid.unwrap_or(0),
             exclude_tgid: filter.exclude_pid.unwrap_or(0),
+            filter_cgroups: (!filter.containers.is_empty()).into(),
+            filter_tracked: filter.command.into(),
             filter_ino: filter.sock_file.map_or(0, |f| f.ino),
             filter_dev: filter.sock_file.map_or(0, |f| f.dev),
             seg_size: self.seg_size,
@@ -248,12 +258,9 @@ impl Capture {
             }
             None => None,
         };
-        let procs = match sees_processes {
-            true => Some(RingBuf::try_from(ebpf.take_map(maps::PROCS).context("eBPF object has no procs map")?)?),
-            false => None,
-        };
+        let context = context_source(&mut ebpf, &settings.filter, sees_processes)?;
         Ok(Capture {
-            context: ContextSource { procs, processes: Processes::new() },
+            context,
             family,
             programs,
             preempted,
@@ -265,6 +272,31 @@ impl Capture {
             kretprobes,
             ebpf,
         })
+    }
+
+    /// Starts naming containers (threads that ask the engine): after
+    /// capabilities are dropped, since threads keep those they start with.
+    pub fn name_containers(&mut self, verbose: bool) -> Result<()> {
+        match Containers::start(None) {
+            Ok(containers) => self.context.containers = Some(containers),
+            Err(err) if self.context.container_filter.is_some() => {
+                return Err(err.context("--container needs cgroup v2"))
+            }
+            Err(err) if verbose => note(format_args!("sockdump: no container names: {err:#}")),
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Keeps what `pid` (CMD of `sockdump -- CMD`, not yet exec'd) and the
+    /// processes it starts send or read.
+    pub fn follow(&mut self, pid: u32) -> Result<()> {
+        let tracked = self.context.tracked.as_mut().context("this capture follows no command")?;
+        tracked.insert(pid);
+        let map = self.ebpf.map_mut(maps::TRACKED).context("eBPF object has no tracked map")?;
+        let mut map: AyaHashMap<_, u32, u8> = AyaHashMap::try_from(map)?;
+        map.insert(pid, 1, 0).context("cannot follow the command")?;
+        Ok(())
     }
 
     /// The hook family capturing.
@@ -361,7 +393,11 @@ impl Source for Capture {
     ) -> Result<()> {
         let context = &mut self.context;
         context.take_procs();
-        let handle = &mut |event: Result<Event<'_>, _>| handle(event.map(|e| context.add_to(e)));
+        let handle = &mut |event: Result<Event<'_>, _>| match event.map(|e| context.add_to(e)) {
+            Ok(None) => true,
+            Ok(Some(event)) => handle(Ok(event)),
+            Err(err) => handle(Err(err)),
+        };
         let Some((reads, attribution)) = self.readers.as_mut() else {
             while let Some(record) = self.ring.next() {
                 if !handle(Event::parse(&record)) {
@@ -436,40 +472,31 @@ impl Source for Capture {
     }
 }
 
-/// Where command lines come from, for [`Capture::drain`] to add them.
-struct ContextSource {
-    /// Exec and fork records, where the kernel let their programs attach.
-    procs: Option<RingBuf<MapData>>,
-    processes: Processes,
-}
-
-impl ContextSource {
-    /// Takes every exec and fork record waiting. A record that does not
-    /// decode is dropped: its process's line comes from /proc instead.
-    fn take_procs(&mut self) {
-        let Some(procs) = self.procs.as_mut() else { return };
-        while let Some(record) = procs.next() {
-            if let Ok(record) = ProcRecord::parse(&record) {
-                self.processes.record(&record);
-            }
+/// What adds context to messages, and the filters that need it.
+fn context_source(ebpf: &mut Ebpf, filter: &Filter, sees_processes: bool) -> Result<ContextSource> {
+    let procs = match sees_processes {
+        true => Some(RingBuf::try_from(ebpf.take_map(maps::PROCS).context("eBPF object has no procs map")?)?),
+        false if filter.command => {
+            bail!("this kernel refused the exec and fork programs: `sockdump -- CMD` cannot follow CMD's children")
         }
-    }
-
-    fn args_of(&mut self, pid: u32) -> Option<std::sync::Arc<str>> {
-        // an exec record written since the last take: take it before /proc
-        if !self.processes.knows(pid) {
-            self.take_procs();
-        }
-        self.processes.args_of(pid)
-    }
-
-    fn add_to<'e>(&mut self, mut event: Event<'e>) -> Event<'e> {
-        event.context.args = self.args_of(event.pid);
-        if let Reader::Thread { pid, .. } = event.reader {
-            event.context.reader_args = self.args_of(pid);
-        }
-        event
-    }
+        false => None,
+    };
+    let container_filter = match filter.containers.is_empty() {
+        true => None,
+        false => Some(ContainerFilter {
+            wanted: filter.containers.clone(),
+            verdicts: AyaHashMap::try_from(
+                ebpf.take_map(maps::CGROUPS).context("eBPF object has no cgroups map")?,
+            )?,
+        }),
+    };
+    Ok(ContextSource {
+        procs,
+        processes: Processes::new(),
+        containers: None,
+        container_filter,
+        tracked: filter.command.then(Default::default),
+    })
 }
 
 /// Hands every read record waiting in `reads` to `attribution`; false if
@@ -494,7 +521,7 @@ fn take_reads(
 
 /// The user-space half of --pid and --comm, where they involve readers.
 fn reader_filter(filter: &Filter) -> Option<MessageFilter> {
-    let filter = MessageFilter { pid: filter.pid, comm: filter.comm.clone(), sock: None };
+    let filter = MessageFilter { pid: filter.pid, comm: filter.comm.clone(), ..MessageFilter::default() };
     filter.involves_readers().then_some(filter)
 }
 
@@ -769,6 +796,8 @@ mod tests {
                 sock_file: Some(SocketFile { ino: 9, dev: 3 }),
                 uid: Some(1000),
                 exclude_pid: Some(42),
+                containers: vec!["web".into()],
+                command: true,
             },
             seg_size: 100,
             segs_per_msg: 3,
@@ -784,6 +813,7 @@ mod tests {
         assert_eq!(&k.filter_path[..5], b"\0abs\0");
         assert_eq!((k.filter_ino, k.filter_dev), (9, 3));
         assert_eq!((k.filter_uid_on, k.filter_uid, k.exclude_tgid), (1, 1000, 42));
+        assert_eq!((k.filter_cgroups, k.filter_tracked), (1, 1));
         assert_eq!((k.seg_size, k.segs_per_msg, k.wakeup_bytes), (100, 3, 1 << 17));
         assert_eq!(k.self_tgid, std::process::id());
         assert_eq!(k.as_bytes().len(), std::mem::size_of::<abi::Settings>());

@@ -23,17 +23,12 @@ use watch::Shared;
 /// when this many, as a host rarely has more alive.
 const MAX_CGROUPS: usize = 65536;
 
+/// A container as messages name it (`info`: what output shows; the name
+/// without Docker's leading `/`), and what resolving it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
-    /// 64 hex digits.
-    pub id: String,
+    pub info: Arc<sockdump_common::Container>,
     pub runtime: Runtime,
-    /// Without Docker's leading `/`.
-    pub name: Option<String>,
-    pub image: Option<String>,
-    /// The Kubernetes pod and its namespace, from the container's labels.
-    pub pod: Option<String>,
-    pub namespace: Option<String>,
     /// Whether this is all there will be: the engine answered about this
     /// container, or cannot be reached. False while the engine may still
     /// tell a name.
@@ -43,21 +38,28 @@ pub struct Container {
 impl Container {
     fn new(container: ContainerRef, info: Option<&Info>, resolved: bool) -> Container {
         let info = info.cloned().unwrap_or_default();
-        Container {
+        let info = sockdump_common::Container {
             id: container.id,
-            runtime: container.runtime,
             name: info.name,
             image: info.image,
             pod: info.pod,
             namespace: info.namespace,
-            resolved,
-        }
+        };
+        Container { info: Arc::new(info), runtime: container.runtime, resolved }
+    }
+}
+
+impl std::ops::Deref for Container {
+    type Target = sockdump_common::Container;
+
+    fn deref(&self) -> &sockdump_common::Container {
+        &self.info
     }
 }
 
 /// Whether `wanted` (from `--container`) names `container`: its name, with
 /// or without Docker's leading `/`, or a prefix of its id.
-pub fn matches(container: &Container, wanted: &str) -> bool {
+pub fn matches(container: &sockdump_common::Container, wanted: &str) -> bool {
     let name = wanted.strip_prefix('/').unwrap_or(wanted);
     (!name.is_empty() && container.name.as_deref() == Some(name))
         || (!wanted.is_empty() && container.id.starts_with(wanted))
@@ -89,6 +91,9 @@ pub struct Containers {
     generation: u64,
     /// Ids already sent to be inspected.
     asked: HashSet<String>,
+    /// Paths of cgroups told by exec records (a container that lived
+    /// milliseconds is gone before its messages are looked at).
+    learned: HashMap<u64, String>,
 }
 
 impl Containers {
@@ -108,6 +113,7 @@ impl Containers {
             cgroups: HashMap::new(),
             generation: 0,
             asked: HashSet::new(),
+            learned: HashMap::new(),
         })
     }
 
@@ -126,17 +132,36 @@ impl Containers {
         if let Some(known) = self.cgroups.get(&cgroup_id) {
             return known.clone();
         }
-        let scans = self.paths.scans();
-        let Some(path) = self.paths.path_of(cgroup_id) else {
-            // missed by a walk made just now: a cgroup this mount does not show
-            if self.paths.scans() != scans {
-                self.cgroups.insert(cgroup_id, None);
+        let found = match self.learned.get(&cgroup_id) {
+            Some(path) => container_id_of_cgroup_path(path),
+            None => {
+                let scans = self.paths.scans();
+                let Some(path) = self.paths.path_of(cgroup_id) else {
+                    // missed by a walk made just now: a cgroup this mount does not show
+                    if self.paths.scans() != scans {
+                        self.cgroups.insert(cgroup_id, None);
+                    }
+                    return None;
+                };
+                container_id_of_cgroup_path(path)
             }
-            return None;
         };
-        let container = container_id_of_cgroup_path(path).map(|found| Arc::new(self.describe(found)));
+        let container = found.map(|found| Arc::new(self.describe(found)));
         self.cgroups.insert(cgroup_id, container.clone());
         container
+    }
+
+    /// The path of `cgroup_id` (its last names at least), as an exec
+    /// record told it.
+    pub fn learn(&mut self, cgroup_id: u64, path: &str) {
+        if self.learned.len() >= MAX_CGROUPS {
+            self.learned.clear();
+        }
+        if self.learned.get(&cgroup_id).map(String::as_str) != Some(path) {
+            // a cgroup id may be a freed directory's again
+            self.cgroups.remove(&cgroup_id);
+            self.learned.insert(cgroup_id, path.to_owned());
+        }
     }
 
     fn describe(&mut self, found: ContainerRef) -> Container {

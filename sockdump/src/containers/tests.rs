@@ -189,12 +189,14 @@ fn the_engine_fills_in_names() {
     // from the list
     let web = eventually(&mut containers, ids[&paths[0]], |c| c.name.is_some());
     let expected = Container {
-        id: LISTED.into(),
+        info: Arc::new(sockdump_common::Container {
+            id: LISTED.into(),
+            name: Some("web".into()),
+            image: Some("nginx:1.25".into()),
+            pod: Some("web-0".into()),
+            namespace: Some("prod".into()),
+        }),
         runtime: Runtime::Docker,
-        name: Some("web".into()),
-        image: Some("nginx:1.25".into()),
-        pod: Some("web-0".into()),
-        namespace: Some("prod".into()),
         resolved: true,
     };
     assert_eq!(*web, expected);
@@ -242,22 +244,15 @@ fn lists_running_containers() {
 
 #[test]
 fn matches_names_and_id_prefixes() {
-    let container = Container {
-        id: LISTED.into(),
-        runtime: Runtime::Docker,
-        name: Some("web".into()),
-        image: None,
-        pod: None,
-        namespace: None,
-        resolved: true,
-    };
+    let container =
+        sockdump_common::Container { id: LISTED.into(), name: Some("web".into()), ..Default::default() };
     for wanted in ["web", "/web", "1", "111111", LISTED] {
         assert!(matches(&container, wanted), "{wanted}");
     }
     for wanted in ["", "/", "we", "web2", "2", "1111x", "WEB"] {
         assert!(!matches(&container, wanted), "{wanted}");
     }
-    let unnamed = Container { name: None, ..container };
+    let unnamed = sockdump_common::Container { name: None, ..container };
     assert!(!matches(&unnamed, "web") && matches(&unnamed, "11"));
 }
 

@@ -132,7 +132,13 @@ impl FileSource {
     pub fn open(path: &Path, filter: Filter) -> Result<Self> {
         let reader =
             CaptureFileReader::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let filter = MessageFilter { pid: filter.pid, comm: filter.comm, sock: filter.sock_prefix };
+        let filter = MessageFilter {
+            pid: filter.pid,
+            comm: filter.comm,
+            sock: filter.sock_prefix,
+            uid: filter.uid,
+            containers: filter.containers,
+        };
         Ok(FileSource { path: path.to_path_buf(), reader, filter, ended: false })
     }
 

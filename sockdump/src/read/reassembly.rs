@@ -129,8 +129,14 @@ mod tests {
         let mut meta = MessageMeta::of(&event);
         let mut data = Vec::new();
         user0::write_header(&mut data, &meta, Direction::Outbound);
-        meta.reader =
-            Reader::Thread { pid: 55, tid: 56, comm: Comm::new(b"worker"), others: 0, uid: Some(0), cgroup_id: 0 };
+        meta.reader = Reader::Thread {
+            pid: 55,
+            tid: 56,
+            comm: Comm::new(b"worker"),
+            others: 0,
+            uid: Some(0),
+            cgroup_id: 0,
+        };
         let mut comment = String::new();
         write_comment(&mut comment, &meta, None);
         let mut reassembly = Reassembly::default();
