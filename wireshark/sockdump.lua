@@ -32,6 +32,21 @@ local f = {
         "Threads that read parts of the message"),
     reader_seen = ProtoField.bool("sockdump.reader_seen", "Reader seen", base.NONE, nil, nil,
         "Whether a read of the message was seen (false: only SO_PEERCRED's pid is known)"),
+    uid = ProtoField.uint32("sockdump.uid", "User ID", base.DEC, nil, nil, "The sender's (kernel) uid"),
+    gid = ProtoField.uint32("sockdump.gid", "Group ID"),
+    ppid = ProtoField.uint32("sockdump.ppid", "Parent PID"),
+    pcomm = ProtoField.string("sockdump.pcomm", "Parent command"),
+    cgroup = ProtoField.uint64("sockdump.cgroup", "Cgroup ID", base.DEC, nil, nil, "The sender's cgroup v2 id"),
+    args = ProtoField.string("sockdump.args", "Command line", "The sender's arguments, shell-quoted"),
+    container = ProtoField.string("sockdump.container", "Container", "The sender's container: its name, else its short id"),
+    container_id = ProtoField.string("sockdump.container_id", "Container ID"),
+    image = ProtoField.string("sockdump.image", "Container image"),
+    pod = ProtoField.string("sockdump.pod", "Kubernetes pod"),
+    namespace = ProtoField.string("sockdump.namespace", "Kubernetes namespace"),
+    reader_uid = ProtoField.uint32("sockdump.reader_uid", "Reader user ID"),
+    reader_args = ProtoField.string("sockdump.reader_args", "Reader command line"),
+    reader_container = ProtoField.string("sockdump.reader_container", "Reader container"),
+    reader_container_id = ProtoField.string("sockdump.reader_container_id", "Reader container ID"),
     path = ProtoField.string("sockdump.path", "Socket path", "The sender's own name (@ for abstract names; empty: unnamed)"),
     peer_path = ProtoField.string("sockdump.peer_path", "Peer path", "The peer's name, or the destination of an unconnected send"),
     type = ProtoField.string("sockdump.type", "Socket type"),
@@ -185,6 +200,30 @@ function comment_proto.dissector(tvb, pinfo, tree)
             elseif t.reader == "none" then
                 st:add(f.reader_seen, false):set_generated()
             end
+            num(f.reader_uid, "reader_uid")
+            num(f.uid, "uid")
+            num(f.gid, "gid")
+            num(f.ppid, "ppid")
+            local function text_field(field, key)
+                if t[key] then st:add(field, printable(unescape(t[key]))):set_generated() end
+            end
+            text_field(f.pcomm, "pcomm")
+            if t.cgroup then st:add(f.cgroup, uint64_of(t.cgroup)):set_generated() end
+            text_field(f.args, "args")
+            local function container(prefix)
+                local id = t[prefix .. "container_id"]
+                if not id then return nil end
+                local name = printable(unescape(t[prefix .. "container"] or id:sub(1, 12)))
+                st:add(f[prefix .. "container"], name):set_generated()
+                st:add(f[prefix .. "container_id"], printable(unescape(id))):set_generated()
+                return name
+            end
+            local in_container = container("")
+            text_field(f.image, "image")
+            text_field(f.pod, "pod")
+            text_field(f.namespace, "namespace")
+            text_field(f.reader_args, "reader_args")
+            container("reader_")
             local path = show_comment_name(t.path or "")
             local peer = show_comment_name(t.peer_path or "")
             st:add(f.path, path):set_generated()
@@ -211,6 +250,9 @@ function comment_proto.dissector(tvb, pinfo, tree)
                 end
             end
             local text = info_text(t.pid or "?", comm, path, peer)
+            if in_container then
+                text = text .. " in container " .. in_container
+            end
             if t.reader_pid then
                 text = text .. string.format(", read by pid %s %s", t.reader_pid, printable(unescape(t.reader_comm or "")))
             end

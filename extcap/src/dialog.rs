@@ -14,8 +14,9 @@ pub enum Kind {
     Unsigned { default: u32, min: u32, max: u32 },
     /// A checkbox, off by default; passed bare when on.
     BoolFlag,
-    /// A drop-down of the `--hook` choices given to [`config`].
-    Selector,
+    /// A drop-down of the choices [`config`] is given for it; with
+    /// `reload`, a button asks for them again ([`reload`]).
+    Selector { reload: bool },
 }
 
 /// One option of the dialog.
@@ -34,6 +35,9 @@ impl Arg {
         self.kind != Kind::BoolFlag
     }
 }
+
+/// The `--uid` field's pattern: a user name or number, or nothing.
+const USER: &str = "^([0-9]{1,10}|[a-z_][a-z0-9_-]{0,31}[$]?)?$";
 
 /// The dialog's switch that keeps Wireshark's own conversations in the
 /// capture; not a sockdump option (see [`crate::Capture::include_viewer`]).
@@ -64,6 +68,22 @@ pub const ARGS: &[Arg] = &[
         group: "Filter",
     },
     Arg {
+        call: "--uid",
+        display: "User",
+        kind: Kind::Text { validation: USER },
+        tooltip: "Only messages sent by this user's processes (a name or uid), or sent to sockets it owns. \
+                  Empty: every user.",
+        group: "Filter",
+    },
+    Arg {
+        call: "--container",
+        display: "Container",
+        kind: Kind::Selector { reload: true },
+        tooltip: "Only messages sent or read by processes in this container (reload lists the running ones; \
+                  one that starts later matches too)",
+        group: "Filter",
+    },
+    Arg {
         call: "--all-users",
         display: "All users' conversations",
         kind: Kind::BoolFlag,
@@ -89,7 +109,7 @@ pub const ARGS: &[Arg] = &[
     Arg {
         call: "--hook",
         display: "Kernel hook",
-        kind: Kind::Selector,
+        kind: Kind::Selector { reload: false },
         tooltip: "How sockdump hooks the kernel; the first choice picks for you",
         group: "Capture",
     },
@@ -108,16 +128,16 @@ pub fn arg(call: &str) -> Option<&'static Arg> {
     ARGS.iter().find(|a| a.call == call)
 }
 
-/// One choice of the `--hook` selector: its value and what it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HookValue<'a> {
-    pub value: &'a str,
-    pub display: &'a str,
+/// One choice of a selector: its value and what the dialog shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub value: String,
+    pub display: String,
 }
 
-/// `--extcap-config`: the interface dialog's options. `hooks` are the
-/// `--hook` choices, the first being the default.
-pub fn config(hooks: &[HookValue<'_>]) -> String {
+/// `--extcap-config`: the interface dialog's options. `choices` gives each
+/// selector's (by its call), the first being the default.
+pub fn config(choices: &dyn Fn(&str) -> Vec<Choice>) -> String {
     let mut out = String::new();
     for (number, arg) in ARGS.iter().enumerate() {
         let (kind, extra) = match arg.kind {
@@ -126,24 +146,46 @@ pub fn config(hooks: &[HookValue<'_>]) -> String {
                 ("unsigned", format!("{{default={default}}}{{range={min},{max}}}"))
             }
             Kind::BoolFlag => ("boolflag", "{default=false}".to_string()),
-            Kind::Selector => ("selector", String::new()),
+            Kind::Selector { reload: false } => ("selector", String::new()),
+            Kind::Selector { reload: true } => ("selector", "{reload=true}{placeholder=Reload}".to_string()),
         };
         let _ = writeln!(
             out,
             "arg {{number={number}}}{{call={}}}{{display={}}}{{type={kind}}}{{tooltip={}}}{extra}{{group={}}}",
             arg.call, arg.display, arg.tooltip, arg.group
         );
-        if arg.kind == Kind::Selector {
-            for (i, HookValue { value, display }) in hooks.iter().enumerate() {
-                let default = if i == 0 { "{default=true}" } else { "" };
-                let _ = writeln!(
-                    out,
-                    "value {{arg={number}}}{{value={value}}}{{display={value}: {display}}}{default}"
-                );
-            }
+        if matches!(arg.kind, Kind::Selector { .. }) {
+            values_into(&mut out, number, &choices(arg.call));
         }
     }
     out
+}
+
+/// `--extcap-config --extcap-reload-option CALL`: the choices of that
+/// selector alone, as the dialog's reload button asks for them.
+pub fn reload(call: &str, choices: &[Choice]) -> String {
+    let mut out = String::new();
+    if let Some(number) =
+        ARGS.iter().position(|a| a.call == call && a.kind == Kind::Selector { reload: true })
+    {
+        values_into(&mut out, number, choices);
+    }
+    out
+}
+
+/// A selector's `value` lines. Values and names come from elsewhere (a
+/// container engine): a brace or line break would end the line's field.
+fn values_into(out: &mut String, number: usize, choices: &[Choice]) {
+    let clean = |text: &str| text.replace(['{', '}', '\n', '\r'], "_");
+    for (i, Choice { value, display }) in choices.iter().enumerate() {
+        let default = if i == 0 { "{default=true}" } else { "" };
+        let _ = writeln!(
+            out,
+            "value {{arg={number}}}{{value={}}}{{display={}}}{default}",
+            clean(value),
+            clean(display)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -206,8 +248,7 @@ mod tests {
 
     #[test]
     fn every_option_is_accepted_by_the_dialog_as_it_comes() {
-        let hooks = [HookValue { value: "auto", display: "a" }, HookValue { value: "kprobe", display: "k" }];
-        let config = config(&hooks);
+        let config = config(&choices);
         let lines: Vec<HashMap<&str, &str>> = config.lines().map(fields).collect();
         let args: Vec<&HashMap<&str, &str>> = lines.iter().filter(|f| f.contains_key("call")).collect();
         assert_eq!(args.len(), ARGS.len());
@@ -239,19 +280,33 @@ mod tests {
         assert!(dialog_accepts(&arg("arg {number=0}{call=--s}{type=selector}"), &[]).is_err());
     }
 
+    fn choice(value: &str, display: &str) -> Choice {
+        Choice { value: value.into(), display: display.into() }
+    }
+
+    /// Two choices per selector, named after it.
+    fn choices(call: &str) -> Vec<Choice> {
+        vec![choice("", &format!("any {call}")), choice("x}{y", &format!("{call} 2\nline"))]
+    }
+
     #[test]
-    fn the_hook_selector_lists_every_choice_with_the_first_as_default() {
-        let hooks = [
-            HookValue { value: "auto", display: "the first that works" },
-            HookValue { value: "kprobe", display: "kprobe/kretprobe" },
-        ];
-        let config = config(&hooks);
-        let number = ARGS.iter().position(|a| a.kind == Kind::Selector).unwrap();
-        assert!(config.contains(&format!(
-            "value {{arg={number}}}{{value=auto}}{{display=auto: the first that works}}{{default=true}}\n"
-        )));
-        assert!(config.contains(&format!(
-            "value {{arg={number}}}{{value=kprobe}}{{display=kprobe: kprobe/kretprobe}}\n"
-        )));
+    fn selectors_list_every_choice_with_the_first_as_default() {
+        let config = config(&choices);
+        let hook = ARGS.iter().position(|a| a.call == "--hook").unwrap();
+        assert!(config
+            .contains(&format!("value {{arg={hook}}}{{value=}}{{display=any --hook}}{{default=true}}\n")));
+        assert!(config.contains(&format!("value {{arg={hook}}}{{value=x__y}}{{display=--hook 2_line}}\n")));
+        let container = ARGS.iter().position(|a| a.call == "--container").unwrap();
+        assert!(config.contains("{call=--container}{display=Container}{type=selector}"));
+        assert!(config.lines().any(|l| l.contains("{call=--container}") && l.contains("{reload=true}")));
+        let reloaded = reload("--container", &choices("--container"));
+        assert_eq!(
+            reloaded,
+            format!(
+                "value {{arg={container}}}{{value=}}{{display=any --container}}{{default=true}}\n\
+                 value {{arg={container}}}{{value=x__y}}{{display=--container 2_line}}\n"
+            )
+        );
+        assert_eq!(reload("--hook", &choices("--hook")), "", "the hooks do not reload");
     }
 }

@@ -13,5 +13,5 @@ pub mod filter;
 pub mod install;
 mod protocol;
 
-pub use dialog::{config, HookValue};
+pub use dialog::{config, reload, Choice};
 pub use protocol::{dlts, interfaces, is_extcap_call, parse, Call, Capture, ExtcapError, INTERFACE};

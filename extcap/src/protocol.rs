@@ -25,7 +25,10 @@ pub enum ExtcapError {
 pub enum Call {
     Interfaces,
     Dlts,
-    Config,
+    /// The dialog; `reload`: only the choices of that selector (its call).
+    Config {
+        reload: Option<String>,
+    },
     /// `--extcap-capture-filter F` without `--capture`: print nothing when F
     /// is valid, an error message when not.
     FilterCheck(String),
@@ -63,6 +66,7 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
     let mut filter = None;
     let mut options = Vec::new();
     let mut include_viewer = false;
+    let mut reload = None;
     let mut i = 0;
     while i < args.len() {
         let (name, inline) = match args[i].split_once('=') {
@@ -88,7 +92,11 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
         match name {
             "--extcap-interfaces" => listing = Some(Call::Interfaces),
             "--extcap-dlts" => listing = Some(Call::Dlts),
-            "--extcap-config" => listing = Some(Call::Config),
+            "--extcap-config" => listing = Some(Call::Config { reload: None }),
+            // Wireshark names the option without its dashes
+            "--extcap-reload-option" => {
+                reload = value.map(|v| if v.starts_with("--") { v } else { format!("--{v}") })
+            }
             "--capture" => capture = true,
             "--extcap-interface" => interface = value,
             "--fifo" => fifo = value.map(PathBuf::from),
@@ -124,7 +132,10 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
         }
     }
     if let Some(call) = listing {
-        return Ok(call);
+        return Ok(match call {
+            Call::Config { .. } => Call::Config { reload },
+            other => other,
+        });
     }
     if capture {
         let fifo = fifo.ok_or(ExtcapError::MissingFifo)?;
@@ -162,7 +173,22 @@ mod tests {
         assert_eq!(call(&["--extcap-interfaces", "--extcap-version=4.0"]), Ok(Call::Interfaces));
         assert_eq!(call(&["--extcap-interfaces", "--extcap-version", "4.6.1"]), Ok(Call::Interfaces));
         assert_eq!(call(&["--extcap-dlts", "--extcap-interface", "sockdump"]), Ok(Call::Dlts));
-        assert_eq!(call(&["--extcap-config", "--extcap-interface", "sockdump"]), Ok(Call::Config));
+        assert_eq!(
+            call(&["--extcap-config", "--extcap-interface", "sockdump"]),
+            Ok(Call::Config { reload: None })
+        );
+        for option in ["container", "--container"] {
+            assert_eq!(
+                call(&[
+                    "--extcap-config",
+                    "--extcap-interface",
+                    "sockdump",
+                    "--extcap-reload-option",
+                    option
+                ]),
+                Ok(Call::Config { reload: Some("--container".into()) })
+            );
+        }
         assert_eq!(
             call(&["--extcap-dlts", "--extcap-interface", "eth0"]),
             Err(ExtcapError::UnknownInterface("eth0".into()))
@@ -249,7 +275,7 @@ mod tests {
         assert!(interfaces("1.2.3").starts_with("extcap {version=1.2.3}"));
         assert!(interfaces("1").contains("interface {value=sockdump}{display=Unix sockets (sockdump)}"));
         assert_eq!(dlts().lines().count(), 1);
-        let config = crate::config(&[crate::HookValue { value: "auto", display: "a" }]);
+        let config = crate::config(&|_| vec![crate::Choice { value: "auto".into(), display: "a".into() }]);
         for line in config.lines() {
             assert!(line.starts_with("arg {number=") || line.starts_with("value {arg="), "{line}");
             assert_eq!(line.matches('{').count(), line.matches('}').count(), "{line}");

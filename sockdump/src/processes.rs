@@ -4,8 +4,9 @@
 //! runs its parent's command line); from /proc for what ran before the
 //! capture began.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use sockdump_common::{show_args, ProcRecord};
 

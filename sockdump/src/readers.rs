@@ -6,7 +6,9 @@
 //! unit is seen, or its holding window ends; messages leave in the order
 //! they came, so output stays in time order. Pure: no kernel, no clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::ops::Range;
 
 use sockdump_common::{Comm, DecodeError, Event, ReadRecord, Reader};

@@ -3,10 +3,10 @@
 //! filters that need them (`--container`, `sockdump -- CMD`), whose
 //! verdicts go back into the kernel's maps so that it drops the rest.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use aya::maps::{HashMap, MapData, RingBuf};
+use foldhash::HashSet;
 use sockdump_common::abi::cgroup_verdict;
 use sockdump_common::{Event, ProcRecord, Reader};
 

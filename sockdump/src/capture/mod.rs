@@ -190,6 +190,11 @@ pub struct KernelCounters {
     /// Reads not recorded (the reads ring was full): not lost messages, but
     /// the messages they took may name SO_PEERCRED's pid instead of a reader.
     pub reads_unrecorded: u64,
+    /// Exec and fork records not written (the procs ring was full): their
+    /// processes' command lines come from /proc, if still there.
+    pub procs_unrecorded: u64,
+    /// Processes `sockdump -- CMD` stopped following (its table was full).
+    pub untracked: u64,
 }
 
 impl KernelCounters {
@@ -337,6 +342,8 @@ impl Capture {
             lost_no_exit: read(abi::counter::LOST_NO_EXIT)? + self.exits_missed_at_end()?,
             lost_skipped: self.read_skipped(|attach| attach.starts_a_send())?,
             reads_unrecorded: read(abi::counter::LOST_READS)?,
+            procs_unrecorded: read(abi::counter::LOST_PROCS)?,
+            untracked: read(abi::counter::LOST_TRACKED)?,
         })
     }
 

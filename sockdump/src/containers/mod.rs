@@ -7,12 +7,13 @@ mod engine;
 mod http;
 mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use foldhash::{HashMap, HashMapExt};
 
 pub use cgroup::{cgroup2_mount, container_id_of_cgroup_path, CgroupPaths, ContainerRef, Runtime};
 

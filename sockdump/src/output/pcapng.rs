@@ -44,6 +44,7 @@ pub struct PcapngSink<W: Write> {
     /// pass a `BufWriter` by rather than be copied into it.
     blocks: Vec<u8>,
     comment: String,
+    comments: meta::CommentWriter,
 }
 
 impl<W: Write> PcapngSink<W> {
@@ -57,6 +58,7 @@ impl<W: Write> PcapngSink<W> {
             started_ns: 0,
             blocks: Vec::with_capacity(2 * BATCH),
             comment: String::with_capacity(512),
+            comments: meta::CommentWriter::default(),
         }
     }
 
@@ -93,11 +95,11 @@ impl<W: Write> super::Sink for PcapngSink<W> {
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
         let ts = epoch_ns(self.clock, event.timestamp_ns);
         let meta = MessageMeta::of(event);
-        let Self { framer, blocks, comment, .. } = self;
+        let Self { framer, blocks, comment, comments, .. } = self;
         framer.frame(event, |packet| {
             match packet.content {
                 Content::Handshake => meta::write_synthetic_comment(comment, Synthetic::Handshake),
-                Content::Message { part } => meta::write_comment(comment, &meta, part),
+                Content::Message { part } => comments.write(comment, &meta, part),
             }
             push_epb(blocks, ts, packet.bytes, packet.orig_len, u32::from(packet.direction.bits()), comment);
             Ok::<(), io::Error>(())

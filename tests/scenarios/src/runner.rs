@@ -117,6 +117,10 @@ impl Target {
                 bail!("expected hook {hook}, sockdump says: {listening}");
             }
         }
+        // every kernel sockdump supports takes the exec and fork programs
+        if let Some(line) = stderr.iter().find(|line| line.contains("no exec records")) {
+            bail!("the exec and fork programs did not attach: {line}");
+        }
         if self.preempted && !warned(stderr) {
             bail!("sockdump did not warn that the kernel may preempt the hook: {}", stderr.join(" | "));
         }

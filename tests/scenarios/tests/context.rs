@@ -232,6 +232,55 @@ fn containers_are_named_and_filtered_also_when_they_start_later() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("container sd-ctx-later path"), "{text}");
     assert!(text.contains("from-container") && !text.contains("from-host"), "{text}");
+
+    // Wireshark's fields, through the Lua plugin
+    let sender =
+        lua_fields(&all_file, "sockdump.container == \"sd-ctx-later\"", &["sockdump.args", "sockdump.image"]);
+    assert!(
+        sender.contains(&"/bin/sockdump-scenarios client /w/sock from-container|sockdump-ctx".to_string()),
+        "{sender:?}"
+    );
+    // Wireshark's dialog lists the running containers, again on reload
+    let running = engine
+        .docker()
+        .args(["run", "--detach", "--network", "none", "--name", "sd-ctx-listed", "sockdump-ctx"])
+        .args(["/bin/busybox", "sleep", "60"])
+        .output()
+        .unwrap();
+    assert!(running.status.success(), "docker run: {}", String::from_utf8_lossy(&running.stderr));
+    for extra in [&[][..], &["--extcap-reload-option", "container"]] {
+        let dialog = Command::new(sockdump())
+            .args(["--extcap-interface", "sockdump", "--extcap-config"])
+            .args(extra)
+            .env("DOCKER_HOST", format!("unix://{}", engine.socket().display()))
+            .output()
+            .unwrap();
+        let dialog = String::from_utf8_lossy(&dialog.stdout);
+        assert!(dialog.contains("{value=sd-ctx-listed}{display=sd-ctx-listed (sockdump-ctx, "), "{dialog}");
+        assert_eq!(dialog.contains("{call=--container}"), extra.is_empty(), "{dialog}");
+    }
+    let removed = engine.docker().args(["rm", "--force", "sd-ctx-listed"]).output().unwrap();
+    assert!(removed.status.success(), "docker rm: {}", String::from_utf8_lossy(&removed.stderr));
+    let replies = lua_fields(&all_file, "sockdump.reader_container == \"sd-ctx-later\"", &["sockdump.uid"]);
+    assert_eq!(replies, ["0"]);
+}
+
+/// tshark's `fields` of the packets `filter` keeps, `|`-separated, with
+/// sockdump's Lua plugin loaded; any complaint on stderr fails.
+fn lua_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<String> {
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wireshark/sockdump.lua");
+    let mut command = Command::new("tshark");
+    command.arg("-X").arg(format!("lua_script:{}", plugin.display())).arg("-r").arg(file);
+    command.args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
+    for field in fields {
+        command.args(["-e", field]);
+    }
+    let out = command.output().expect("tshark is installed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints: Vec<&str> =
+        stderr.lines().filter(|l| !l.trim().is_empty() && !l.contains("Running as user \"root\"")).collect();
+    assert!(out.status.success() && complaints.is_empty(), "tshark: {complaints:?}");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
 }
 
 /// A client that keeps talking to `socket` until dropped.
@@ -318,4 +367,21 @@ fn uid_keeps_one_users_conversations() {
     assert_eq!(find(&got, "as-nobody").process.map(|p| p.uid), Some(65534));
     assert!(has(&got, "re:as-nobody"), "the reply to nobody's socket: {got:?}");
     assert!(!has(&got, "as-root") && !has(&got, "re:as-root"), "{got:?}");
+}
+
+#[test]
+fn a_command_runs_as_the_user_who_ran_sudo() {
+    if skip_unless_root("a_command_runs_as_the_user_who_ran_sudo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let ids = dir.path().join("ids");
+    let script = format!("id -u > {0}; id -g >> {0}; id -G >> {0}", ids.display());
+    let mut command = Command::new(sockdump());
+    command.args(["--format", "string", "-o", "/dev/null", "--", "sh", "-c", &script]);
+    command.env("SUDO_UID", "65534").env("SUDO_GID", "65534").stderr(Stdio::piped());
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&ids).unwrap(), "65534\n65534\n65534\n");
 }
