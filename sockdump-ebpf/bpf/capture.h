@@ -520,7 +520,10 @@ static __always_inline bool send_wanted(const struct sock *sk, struct inflight *
 	if (settings.filter_cgroups && !cgroup_may_be_wanted(bpf_get_current_cgroup_id()) &&
 	    !reader_may_match(f, BY_CGROUP))
 		return false;
-	if (settings.filter_tracked && !is_tracked(tgid) && !reader_may_match(f, BY_TRACKED))
+	/* a server answering CMD: its reader, or CMD as SO_PEERCRED names it
+	 * where reads are not seen */
+	if (settings.filter_tracked && !is_tracked(tgid) && !reader_may_match(f, BY_TRACKED) &&
+	    !is_tracked(peer_pid_of(sk, facts)))
 		return false;
 
 	f->path_matched = !settings.filter_path_len && !settings.filter_ino;

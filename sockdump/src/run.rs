@@ -50,6 +50,10 @@ fn capture_live(cli: &Cli) -> Result<u8> {
             note(format_args!("sockdump: hook {} not available: {}", failure.family.name, failure.reason));
         }
     })?;
+    // while capabilities are held: before 6.5 a map update needs CAP_BPF
+    if let Some(held) = &command {
+        capture.follow(u32::try_from(held.pid.as_raw())?)?;
+    }
     let Output { writer, kind } =
         open_output(cli, account.as_ref(), capture.still_needed(account.is_some()))?;
     capture.name_containers(cli.verbose > 0)?;
@@ -57,7 +61,6 @@ fn capture_live(cli: &Cli) -> Result<u8> {
     let stop = signals.arm()?;
     let command = match command.as_mut() {
         Some(held) => {
-            capture.follow(u32::try_from(held.pid.as_raw())?)?;
             held.release()?;
             Some(CommandWatch::start(held.pid, Arc::clone(&stop))?)
         }
@@ -94,7 +97,8 @@ fn capture_live(cli: &Cli) -> Result<u8> {
 /// capture, which then drains what CMD sent before it exited.
 struct CommandWatch {
     pid: nix::unistd::Pid,
-    waiter: std::thread::JoinHandle<Result<u8>>,
+    /// None once joined.
+    waiter: Option<std::thread::JoinHandle<Result<u8>>>,
 }
 
 impl CommandWatch {
@@ -107,16 +111,28 @@ impl CommandWatch {
                 status
             })
             .context("cannot start a thread to wait for the command")?;
-        Ok(CommandWatch { pid, waiter })
+        Ok(CommandWatch { pid, waiter: Some(waiter) })
     }
 
     /// CMD's exit status; a capture that stopped first (a signal, -c)
     /// ends CMD with SIGTERM.
-    fn status(self) -> Result<u8> {
-        if !self.waiter.is_finished() {
+    fn status(mut self) -> Result<u8> {
+        self.end();
+        let waiter = self.waiter.take().context("the command was waited for already")?;
+        waiter.join().map_err(|_| anyhow::anyhow!("the thread waiting for the command failed"))?
+    }
+
+    fn end(&self) {
+        if self.waiter.as_ref().is_some_and(|waiter| !waiter.is_finished()) {
             let _ = nix::sys::signal::kill(self.pid, Signal::SIGTERM);
         }
-        self.waiter.join().map_err(|_| anyhow::anyhow!("the thread waiting for the command failed"))?
+    }
+}
+
+/// A capture that fails leaves no CMD running.
+impl Drop for CommandWatch {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

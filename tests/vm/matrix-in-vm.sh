@@ -42,6 +42,30 @@ fi
 for hook in kprobe tracepoint; do
 	sockdump-scenarios run --hook "$hook" --sockdump /bin/sockdump || rc=1
 done
+
+# sockdump -- CMD: CMD forks; both ends of both its conversations are kept,
+# and its exit status (3) is sockdump's. The families no kernel preempts:
+# sockdump must follow CMD while it still holds its capabilities (5.10
+# refuses map updates without them).
+sockdump-scenarios echo-server /tmp/command.sock &
+server=$!
+while [ ! -S /tmp/command.sock ]; do sleep 0.1; done
+for hook in kprobe tracepoint; do
+	/bin/sockdump --hook "$hook" --format string -o "/tmp/command.$hook" -- \
+		sockdump-scenarios fork-client /tmp/command.sock m >/dev/null 2>"/tmp/command.$hook.err"
+	status=$?
+	missing=""
+	for line in m-parent m-child re:m-parent re:m-child; do
+		grep -qx "$line" "/tmp/command.$hook" || missing="$missing $line"
+	done
+	if [ $status = 3 ] && [ -z "$missing" ]; then
+		echo "RESULT $hook command PASS"
+	else
+		echo "RESULT $hook command FAIL status $status, missing:$missing; $(tr '\n' ' ' <"/tmp/command.$hook.err")"
+		rc=1
+	fi
+done
+kill $server
 sockdump-scenarios "$socket" --hook socket --sockdump /bin/sockdump || rc=1
 sockdump-scenarios run --hook auto --expect-hook "$auto" --sockdump /bin/sockdump || rc=1
 

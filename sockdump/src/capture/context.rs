@@ -11,14 +11,26 @@ use sockdump_common::abi::cgroup_verdict;
 use sockdump_common::{Event, ProcRecord, Reader};
 
 use crate::containers::{self, Container, Containers};
+use crate::privileges;
 use crate::processes::Processes;
+use caps::Capability;
 
 /// `--container`: the names and id prefixes wanted, and the kernel's
 /// verdict on each cgroup, written here once decided.
 pub struct ContainerFilter {
     pub wanted: Vec<String>,
     pub verdicts: HashMap<MapData, u64, u8>,
+    /// What was written there: a map update is a system call, and the
+    /// messages of a wanted cgroup keep coming.
+    pub written: foldhash::HashMap<u64, u8>,
 }
+
+/// Verdicts remembered as written; past this many they are forgotten, and
+/// written again as their cgroups are seen.
+const WRITTEN_VERDICTS: usize = 16384;
+
+/// Processes `sockdump -- CMD` follows at most, as the kernel's map.
+const TRACKED_MAX: usize = 65536;
 
 impl ContainerFilter {
     fn wants(&self, container: &sockdump_common::Container) -> bool {
@@ -34,9 +46,20 @@ impl ContainerFilter {
             Some(c) if !c.resolved => return,
             _ => cgroup_verdict::UNWANTED,
         };
+        if self.written.get(&cgroup) == Some(&verdict) {
+            return;
+        }
+        if self.written.len() >= WRITTEN_VERDICTS {
+            self.written.clear();
+        }
         // the map is LRU: it never refuses, and a cgroup it forgets is
-        // only decided here again
-        let _ = self.verdicts.insert(cgroup, verdict, 0);
+        // decided here again (once this table forgets it too)
+        // where the kernel wants CAP_BPF for any bpf() command, it was kept
+        // permitted for this (see Capture::still_needed)
+        let verdicts = &mut self.verdicts;
+        if privileges::with_capability(Capability::CAP_BPF, || verdicts.insert(cgroup, verdict, 0)).is_ok() {
+            self.written.insert(cgroup, verdict);
+        }
     }
 }
 
@@ -59,7 +82,9 @@ impl ContextSource {
         while let Some(record) = procs.next() {
             let Ok(record) = ProcRecord::parse(&record) else { continue };
             match (&record, self.tracked.as_mut(), self.containers.as_mut()) {
-                (ProcRecord::Fork { pid, ppid }, Some(tracked), _) if tracked.contains(ppid) => {
+                (ProcRecord::Fork { pid, ppid }, Some(tracked), _)
+                    if tracked.contains(ppid) && tracked.len() < TRACKED_MAX =>
+                {
                     tracked.insert(*pid);
                 }
                 // the cgroup may be gone before its messages are looked at

@@ -495,6 +495,7 @@ fn context_source(ebpf: &mut Ebpf, filter: &Filter, sees_processes: bool) -> Res
             verdicts: AyaHashMap::try_from(
                 ebpf.take_map(maps::CGROUPS).context("eBPF object has no cgroups map")?,
             )?,
+            written: Default::default(),
         }),
     };
     Ok(ContextSource {

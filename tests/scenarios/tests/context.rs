@@ -59,8 +59,12 @@ struct Capture {
 
 impl Capture {
     fn start(args: &[&str], docker_host: Option<&Path>) -> Capture {
+        Capture::start_hooked("auto", args, docker_host)
+    }
+
+    fn start_hooked(hook: &str, args: &[&str], docker_host: Option<&Path>) -> Capture {
         let mut command = Command::new(sockdump());
-        command.args(["--hook", "auto"]).args(args).stdin(Stdio::null()).stderr(Stdio::piped());
+        command.args(["--hook", hook]).args(args).stdin(Stdio::null()).stderr(Stdio::piped());
         if let Some(socket) = docker_host {
             command.env("DOCKER_HOST", format!("unix://{}", socket.display()));
         }
@@ -290,17 +294,26 @@ fn chatter(socket: &Path, message: &str) -> Killed {
     Killed(Command::new("sh").arg("-c").arg(script).spawn().unwrap())
 }
 
+/// With each family here: the syscall family sees no reads, and keeps the
+/// replies as sent to a socket whose SO_PEERCRED peer CMD is.
 #[test]
 fn a_command_and_what_it_starts_are_followed_and_its_status_returned() {
     if skip_unless_root("a_command_and_what_it_starts_are_followed_and_its_status_returned") {
         return;
     }
+    for hook in ["auto", "tracepoint"] {
+        follow_a_command(hook);
+    }
+}
+
+fn follow_a_command(hook: &str) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("sock");
     let _server = echo_server(&socket);
     let _unrelated = chatter(&socket, "unrelated");
     let file = dir.path().join("cmd.pcapng");
-    let capture = Capture::start(
+    let capture = Capture::start_hooked(
+        hook,
         &[
             "--format",
             "pcapng",
@@ -315,12 +328,12 @@ fn a_command_and_what_it_starts_are_followed_and_its_status_returned() {
         None,
     );
     let (status, lines) = capture.finish(false);
-    assert_eq!(status, 3, "fork-client's status: {lines:?}");
+    assert_eq!(status, 3, "fork-client's status with hook {hook}: {lines:?}");
     let got = messages(&file);
     for payload in ["m-parent", "m-child", "re:m-parent", "re:m-child"] {
-        assert!(has(&got, payload), "no {payload:?} in {got:?}");
+        assert!(has(&got, payload), "hook {hook}: no {payload:?} in {got:?}");
     }
-    assert!(!has(&got, "unrelated") && !has(&got, "re:unrelated"), "{got:?}");
+    assert!(!has(&got, "unrelated") && !has(&got, "re:unrelated"), "hook {hook}: {got:?}");
     let child = find(&got, "m-child");
     let parent = find(&got, "m-parent");
     assert_eq!(child.process.map(|p| p.ppid), Some(parent.pid));
