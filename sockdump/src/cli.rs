@@ -53,6 +53,45 @@ impl Format {
     }
 }
 
+/// `--print`: how messages are shown on stdout while -w writes a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrintStyle {
+    /// offset, 16 bytes in hex, and their ASCII
+    Hex,
+    /// the bytes as they are
+    String,
+    /// every byte as \xNN
+    Hexstring,
+}
+
+impl PrintStyle {
+    pub fn text_style(self) -> TextStyle {
+        match self {
+            PrintStyle::Hex => TextStyle::Hex,
+            PrintStyle::String => TextStyle::String,
+            PrintStyle::Hexstring => TextStyle::Hexstring,
+        }
+    }
+}
+
+/// `-C SIZE`: millions of bytes as tcpdump counts them, or KiB, MiB, GiB
+/// with a k, m or g suffix.
+fn file_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 1u64 << 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 1 << 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 1 << 30),
+        _ => (text, 1_000_000),
+    };
+    let number: u64 =
+        digits.parse().map_err(|_| format!("{text:?} is not a size (N millions of bytes, or Nk, Nm, Ng)"))?;
+    match number.checked_mul(unit) {
+        Some(0) => Err("the size must be above 0".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text} is too large")),
+    }
+}
+
 /// How --format pcap/pcapng frame each message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LinkChoice {
@@ -77,8 +116,9 @@ Examples:
   sockdump --sock /run/docker.sock --format string
   sockdump --pid 1234 -c 10
   sockdump --sock @/tmp/.X11-unix/X0      (abstract names start with @)
-  sockdump --format pcapng -o - | wireshark -k -i -
-  sockdump --format pcapng -o docker.pcapng /run/docker.sock
+  sockdump -w - | wireshark -k -i -
+  sockdump -w docker.pcapng --print=string /run/docker.sock
+  sockdump -w bus.pcapng -C 100 -W 10       (a ring of 10 files of 100 MB)
   sockdump -r docker.pcapng --format string  (no root needed)
   sockdump extcap install                  (\"Unix sockets\" in Wireshark's interface list)
 
@@ -89,13 +129,36 @@ SIGTERM or --count).";
 #[derive(Debug, Parser)]
 #[command(name = "sockdump", version, about = "Dump unix domain socket traffic", after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Hex)]
-    pub format: Format,
+    /// Output format [default: hex, or pcapng with -w]
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 
     /// Write to FILE instead of stdout (created with mode 0600: captures hold secrets)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Write a pcapng capture to FILE (`-` for stdout), as tcpdump's -w; --format pcap
+    /// writes classic pcap instead
+    #[arg(short = 'w', long = "write", value_name = "FILE", conflicts_with = "output")]
+    pub write: Option<PathBuf>,
+
+    /// Also print each message on stdout while -w writes the file, in STYLE
+    #[arg(long, value_name = "STYLE", value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "hex")]
+    pub print: Option<PrintStyle>,
+
+    /// Start a new file once the current one is past SIZE millions of bytes (or
+    /// SIZE KiB, MiB, GiB with a k, m, g suffix). Files are named as dumpcap names
+    /// a ring: FILE_00001_YYYYmmddHHMMSS.pcapng, ...
+    #[arg(short = 'C', long = "file-size", value_name = "SIZE", value_parser = file_size)]
+    pub file_size: Option<u64>,
+
+    /// Start a new file every SECONDS seconds (named as with -C)
+    #[arg(short = 'G', long = "rotate-seconds", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_seconds: Option<u64>,
+
+    /// With -C or -G: keep at most COUNT files, removing the oldest
+    #[arg(short = 'W', long = "file-count", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub file_count: Option<u32>,
 
     /// Read messages from a pcapng (or --link user pcap) file sockdump wrote instead
     /// of capturing; --pid, --sock, --comm and -c filter what is printed
@@ -203,6 +266,22 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// --format, else pcapng with -w and hex text otherwise.
+    pub fn format(&self) -> Format {
+        let default = if self.write.is_some() { Format::Pcapng } else { Format::Hex };
+        self.format.unwrap_or(default)
+    }
+
+    /// The file -w or -o names; None for stdout.
+    pub fn output_path(&self) -> Option<&std::path::Path> {
+        self.write.as_deref().or(self.output.as_deref()).filter(|path| *path != std::path::Path::new("-"))
+    }
+
+    /// -C or -G: the output is a ring of files.
+    pub fn rotates(&self) -> bool {
+        self.file_size.is_some() || self.rotate_seconds.is_some()
+    }
+
     /// What may stand at the --output path.
     pub fn output_expect(&self) -> Expect {
         if self.output_is_fifo {
@@ -236,7 +315,7 @@ mod tests {
     #[test]
     fn defaults_are_the_original_tools() {
         let cli = parse(&[]).unwrap();
-        assert_eq!(cli.format, Format::Hex);
+        assert_eq!(cli.format(), Format::Hex);
         assert_eq!((cli.seg_size, cli.segs_per_msg, cli.segs_in_buffer), (51200, 10, 100));
         assert_eq!(cli.hook, HookChoice::Auto);
         assert!(cli.output.is_none() && cli.sock_prefix().is_none());
@@ -259,14 +338,14 @@ mod tests {
             "x.pcapng",
         ])
         .unwrap();
-        assert!(cli.format.is_capture_file());
+        assert!(cli.format().is_capture_file());
         assert_eq!(cli.link, LinkChoice::User);
         assert_eq!(cli.port_map.iter().map(ToString::to_string).collect::<Vec<_>>(), ["/run/a=8080", "@b=9"]);
         assert_eq!(cli.read.as_deref(), Some(std::path::Path::new("x.pcapng")));
         assert!(parse(&["--port-map", "/a"]).is_err());
         assert!(parse(&["--port-map", "/a=70000"]).is_err());
         assert!(parse(&["--link", "raw"]).is_err());
-        assert!(!parse(&["--format", "string"]).unwrap().format.is_capture_file());
+        assert!(!parse(&["--format", "string"]).unwrap().format().is_capture_file());
     }
 
     #[test]

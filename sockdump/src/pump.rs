@@ -59,7 +59,7 @@ pub struct Totals {
 impl Totals {
     /// What the sink records at the end: malformed records count as lost.
     pub fn stats(&self) -> Stats {
-        Stats { captured: self.written, lost: self.lost + self.malformed }
+        Stats { captured: self.written, lost: Some(self.lost + self.malformed) }
     }
 }
 
@@ -265,7 +265,7 @@ mod tests {
         let totals = pump(&mut source, &mut sink, &limits(None, &stop)).unwrap();
         assert_eq!(sink.written, [1, 2, 3]);
         assert_eq!(totals, Totals { written: 3, malformed: 0, lost: 4 });
-        assert_eq!(sink.finished, Some(Stats { captured: 3, lost: 4 }));
+        assert_eq!(sink.finished, Some(Stats { captured: 3, lost: Some(4) }));
         assert!(sink.flushes >= 2, "flushed per drain");
     }
 
@@ -276,7 +276,7 @@ mod tests {
         let mut sink = FakeSink::default();
         pump(&mut source, &mut sink, &limits(Some(2), &stop)).unwrap();
         assert_eq!(sink.written, [1, 2]);
-        assert_eq!(sink.finished, Some(Stats { captured: 2, lost: 0 }));
+        assert_eq!(sink.finished, Some(Stats { captured: 2, lost: Some(0) }));
     }
 
     #[test]
@@ -288,7 +288,7 @@ mod tests {
         let mut sink = FakeSink::default();
         let totals = pump(&mut source, &mut sink, &limits(None, &stop)).unwrap();
         assert_eq!((totals.written, totals.malformed), (1, 1));
-        assert_eq!(sink.finished, Some(Stats { captured: 1, lost: 1 }));
+        assert_eq!(sink.finished, Some(Stats { captured: 1, lost: Some(1) }));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::cli::Cli;
 use crate::clock::WallClock;
 use crate::command::{HeldCommand, RunAs};
 use crate::messages::{self, note};
+use crate::output::ring::RingFiles;
 use crate::output::{self, Output};
 use crate::privileges::{self, Account, StillNeeded};
 use crate::pump::{pump, Limits};
@@ -54,8 +55,13 @@ fn capture_live(cli: &Cli) -> Result<u8> {
     if let Some(held) = &command {
         capture.follow(u32::try_from(held.pid.as_raw())?)?;
     }
-    let Output { writer, kind } =
-        open_output(cli, account.as_ref(), capture.still_needed(account.is_some()))?;
+    let mut ring = setup::ring_from(cli);
+    let Output { writer, kind } = open_output(
+        cli,
+        account.as_ref(),
+        capture.still_needed(account.is_some()),
+        ring.as_mut().map(|(files, _)| files),
+    )?;
     capture.name_containers(cli.verbose > 0)?;
     // after capabilities are dropped: the handler runs in a thread of its own
     let stop = signals.arm()?;
@@ -66,7 +72,7 @@ fn capture_live(cli: &Cli) -> Result<u8> {
         }
         None => None,
     };
-    let mut sink = setup::make_sink(cli, writer, &kind, WallClock::now())?;
+    let mut sink = setup::make_sink(cli, writer, &kind, ring, WallClock::now())?;
     if !cli.quiet {
         messages::listening(capture.family(), capture.names_readers(), settings.seg_size);
         if let (Some(uid), None) = (settings.filter.uid, &cli.uid) {
@@ -77,7 +83,7 @@ fn capture_live(cli: &Cli) -> Result<u8> {
     let totals = pump(&mut capture, sink.as_mut(), &limits)?;
     if !cli.quiet {
         let stats = totals.stats();
-        messages::totals(stats.captured, stats.lost);
+        messages::totals(stats.captured, stats.lost.unwrap_or(0));
     }
     if cli.verbose > 0 {
         messages::kernel_counters(
@@ -142,10 +148,12 @@ fn read_file(cli: &Cli, path: &Path) -> Result<()> {
     let account = relinquish_to(cli)?;
     let signals = HeldSignals::hold()?;
     let mut source = FileSource::open(path, filter)?;
-    let Output { writer, kind } = open_output(cli, account.as_ref(), StillNeeded::default())?;
+    let mut ring = setup::ring_from(cli);
+    let Output { writer, kind } =
+        open_output(cli, account.as_ref(), StillNeeded::default(), ring.as_mut().map(|(files, _)| files))?;
     let stop = signals.arm()?;
     // timestamps in the file are wall-clock already
-    let mut sink = setup::make_sink(cli, writer, &kind, WallClock::with_offset(0))?;
+    let mut sink = setup::make_sink(cli, writer, &kind, ring, WallClock::with_offset(0))?;
     let limits = Limits { count: cli.count, stop: &stop, output: kind.reader.as_ref().map(|fd| fd.as_fd()) };
     let totals = pump(&mut source, sink.as_mut(), &limits)?;
     source.report(totals.written, cli.verbose > 0);
@@ -157,15 +165,25 @@ fn relinquish_to(cli: &Cli) -> Result<Option<Account>> {
     cli.relinquish_privileges.as_deref().map(Account::lookup).transpose()
 }
 
-/// Opens the output and drops every capability: with `-Z` as the user the
-/// file is for (so it is theirs), otherwise as the caller, before dropping
-/// them (root may need to override file permissions to create it).
-fn open_output(cli: &Cli, account: Option<&Account>, needed: StillNeeded) -> Result<Output> {
+/// Opens the output (a ring's first file) and drops every capability:
+/// with `-Z` as the user the file is for (so it is theirs), otherwise as
+/// the caller, before dropping them (root may need to override file
+/// permissions to create it).
+fn open_output(
+    cli: &Cli,
+    account: Option<&Account>,
+    needed: StillNeeded,
+    ring: Option<&mut RingFiles>,
+) -> Result<Output> {
+    let open = |ring: Option<&mut RingFiles>| match ring {
+        Some(files) => files.open_next(),
+        None => output::open_destination(cli.output_path(), cli.output_expect()),
+    };
     if account.is_some() {
         privileges::relinquish(account, needed)?;
-        return output::open_destination(cli.output.as_deref(), cli.output_expect());
+        return open(ring);
     }
-    let output = output::open_destination(cli.output.as_deref(), cli.output_expect())?;
+    let output = open(ring)?;
     privileges::relinquish(None, needed)?;
     Ok(output)
 }

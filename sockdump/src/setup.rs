@@ -11,20 +11,35 @@ use anyhow::{bail, Context, Result};
 use sockdump_common::abi;
 
 use crate::capture::{self, Filter, Settings, SocketFile};
-use crate::cli::{Cli, LinkChoice};
+use crate::cli::{Cli, Format, LinkChoice};
 use crate::clock::{WallClock, Zone};
 use crate::messages::note;
 use crate::output::framing::{Link, PortMap};
 use crate::output::pcap::PcapSink;
 use crate::output::pcapng::PcapngSink;
-use crate::output::text::{Controls, TextSink};
-use crate::output::{Destination, OutputKind, Sink, SinkOptions};
+use crate::output::ring::{RingFiles, RingLimits, RotatingSink, SharedFile};
+use crate::output::text::{Controls, TextSink, TextStyle};
+use crate::output::{self, Destination, Expect, OutputKind, Sink, SinkOptions, Tee};
 use crate::system;
 
 /// Refuses options that would be silently ignored, and binary output to a terminal.
 pub fn check_output_options(cli: &Cli) -> Result<()> {
     use std::io::IsTerminal;
-    if !cli.format.is_capture_file() {
+    let format = cli.format();
+    if cli.write.is_some() && !format.is_capture_file() {
+        bail!("-w writes pcapng (or --format pcap); for --format {} give -o FILE", format.name());
+    }
+    let to_file = cli.output_path().is_some();
+    if cli.print.is_some() && !(format.is_capture_file() && to_file) {
+        bail!("--print shows messages on stdout while -w FILE writes them: give -w FILE");
+    }
+    if cli.file_count.is_some() && !cli.rotates() {
+        bail!("-W COUNT limits a ring of files: give -C SIZE or -G SECONDS too");
+    }
+    if cli.rotates() && !(format.is_capture_file() && to_file) {
+        bail!("-C and -G start new capture files: give -w FILE (a file name, not -)");
+    }
+    if !format.is_capture_file() {
         if cli.link != LinkChoice::Ethernet {
             bail!("--link applies to --format pcap and pcapng only");
         }
@@ -36,15 +51,25 @@ pub fn check_output_options(cli: &Cli) -> Result<()> {
     if cli.link == LinkChoice::User && !cli.port_map.is_empty() {
         bail!("--port-map applies to --link ethernet only: --link user has no ports");
     }
-    let to_stdout = cli.output.as_deref().is_none_or(|p| p == Path::new("-"));
-    if to_stdout && io::stdout().is_terminal() {
+    if !to_file && io::stdout().is_terminal() {
         bail!(
-            "not writing a binary {} capture to the terminal: give -o FILE, or pipe it \
-             (sockdump --format pcapng -o - | wireshark -k -i -)",
-            cli.format.name()
+            "not writing a binary {} capture to the terminal: give -w FILE, or pipe it \
+             (sockdump -w - | wireshark -k -i -)",
+            format.name()
         );
     }
     Ok(())
+}
+
+/// The ring of files -C or -G asks for, before its first file is opened.
+pub fn ring_from(cli: &Cli) -> Option<(RingFiles, RingLimits)> {
+    let path = cli.output_path().filter(|_| cli.rotates())?;
+    let limits = RingLimits {
+        size: cli.file_size,
+        period: cli.rotate_seconds.map(Duration::from_secs),
+        count: cli.file_count,
+    };
+    Some((RingFiles::new(path, cli.file_count), limits))
 }
 
 /// The filter options in effect, as recorded in pcapng files.
@@ -77,19 +102,20 @@ pub fn filter_description(cli: &Cli) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-/// The sink for --format, writing to `destination`: flushed after every
-/// message unless it is a regular file (then per ring buffer drain); text
-/// to a terminal shows control bytes escaped.
+/// The sink for --format, writing to `destination` (a ring's first file
+/// when `ring` is given): flushed after every message unless it is a
+/// regular file (then per ring buffer drain); text to a terminal shows
+/// control bytes escaped. With --print, text on stdout as well.
 pub fn make_sink(
     cli: &Cli,
     destination: Destination,
     kind: &OutputKind,
+    ring: Option<(RingFiles, RingLimits)>,
     clock: WallClock,
 ) -> Result<Box<dyn Sink>> {
-    let flush_each = !kind.is_regular_file();
-    if let Some(style) = cli.format.text_style() {
-        let controls = if kind.terminal { Controls::Escaped } else { Controls::Raw };
-        return Ok(Box::new(TextSink::new(destination, style, controls, clock, Zone::Local)));
+    let format = cli.format();
+    if let Some(style) = format.text_style() {
+        return Ok(text_sink(destination, kind, style, clock));
     }
     let options = SinkOptions {
         link: match cli.link {
@@ -98,16 +124,40 @@ pub fn make_sink(
         },
         ports: PortMap::new(cli.port_map.clone()),
         clock,
-        flush_each,
+        flush_each: !kind.is_regular_file(),
         filter: filter_description(cli),
     };
-    let mut sink: Box<dyn Sink> = if cli.format == crate::cli::Format::Pcap {
-        Box::new(PcapSink::new(destination, options))
-    } else {
-        Box::new(PcapngSink::new(destination, options))
+    let file_sink = |out: Destination| -> Box<dyn Sink> {
+        match format {
+            Format::Pcap => Box::new(PcapSink::new(out, options.clone())),
+            _ => Box::new(PcapngSink::new(out, options.clone())),
+        }
     };
-    sink.begin().with_context(|| format!("cannot write the {} header", cli.format.name()))?;
+    let mut sink = match ring {
+        Some((files, limits)) => {
+            let shared = SharedFile::new(destination);
+            let inner = file_sink(Box::new(shared.clone()));
+            Box::new(RotatingSink::new(inner, shared, files, limits))
+        }
+        None => file_sink(destination),
+    };
+    if let Some(style) = cli.print {
+        let stdout = output::open_destination(None, Expect::File)?;
+        let print = text_sink(stdout.writer, &stdout.kind, style.text_style(), clock);
+        sink = Box::new(Tee { file: sink, print });
+    }
+    sink.begin().with_context(|| format!("cannot write the {} header", format.name()))?;
     Ok(sink)
+}
+
+fn text_sink(
+    destination: Destination,
+    kind: &OutputKind,
+    style: TextStyle,
+    clock: WallClock,
+) -> Box<dyn Sink> {
+    let controls = if kind.terminal { Controls::Escaped } else { Controls::Raw };
+    Box::new(TextSink::new(destination, style, controls, clock, Zone::Local))
 }
 
 /// The filter options the kernel applies: for a live capture.

@@ -32,7 +32,7 @@ fn unwritable_output() {
         return;
     }
     let err = one_line_error(&sockdump(&["--output", "/proc/no-such-dir/capture.txt"]));
-    assert!(err.contains("cannot write --output /proc/no-such-dir/capture.txt"), "{err}");
+    assert!(err.contains("cannot write /proc/no-such-dir/capture.txt"), "{err}");
 }
 
 #[test]

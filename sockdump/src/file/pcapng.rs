@@ -158,16 +158,22 @@ pub fn push_epb(buf: &mut Vec<u8>, timestamp_ns: u64, data: &[u8], orig_len: u32
     end_block(buf, start);
 }
 
-/// Interface Statistics Block for interface 0.
-pub fn push_isb(buf: &mut Vec<u8>, now_ns: u64, started_ns: u64, captured: u64, lost: u64) {
+/// Interface Statistics Block for interface 0; losses not known are left out.
+pub fn push_isb(buf: &mut Vec<u8>, now_ns: u64, started_ns: u64, captured: u64, lost: Option<u64>) {
     let start = begin_block(buf, INTERFACE_STATISTIC_BLOCK);
     push_u32(buf, 0);
     buf.extend_from_slice(&timestamp_words(now_ns));
-    push_option(buf, COMMENT, format!("{} messages captured, {} lost", captured, lost).as_bytes());
+    let comment = match lost {
+        Some(lost) => format!("{captured} messages captured, {lost} lost"),
+        None => format!("{captured} messages captured"),
+    };
+    push_option(buf, COMMENT, comment.as_bytes());
     push_option(buf, ISB_STARTTIME, &timestamp_words(started_ns));
     push_option(buf, ISB_ENDTIME, &timestamp_words(now_ns));
-    push_option(buf, ISB_IFRECV, &captured.saturating_add(lost).to_ne_bytes());
-    push_option(buf, ISB_IFDROP, &lost.to_ne_bytes());
+    if let Some(lost) = lost {
+        push_option(buf, ISB_IFRECV, &captured.saturating_add(lost).to_ne_bytes());
+        push_option(buf, ISB_IFDROP, &lost.to_ne_bytes());
+    }
     push_option(buf, ISB_USRDELIV, &captured.to_ne_bytes());
     end_options(buf);
     end_block(buf, start);
@@ -368,7 +374,7 @@ mod tests {
     #[test]
     fn golden_statistics() {
         let mut buf = Vec::new();
-        push_isb(&mut buf, 5, 4, 3, 1);
+        push_isb(&mut buf, 5, 4, 3, Some(1));
         let text = "3 messages captured, 1 lost";
         assert_eq!(text.len(), 27);
         assert_eq!(

@@ -4,6 +4,7 @@
 pub mod framing;
 pub mod pcap;
 pub mod pcapng;
+pub mod ring;
 pub mod text;
 
 use std::fs::{File, OpenOptions, Permissions};
@@ -18,11 +19,12 @@ use sockdump_common::Event;
 use crate::clock::WallClock;
 use framing::{Link, PortMap};
 
-/// Totals a sink may record at the end of a capture.
+/// Totals a sink may record at the end of a file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub captured: u64,
-    pub lost: u64,
+    /// None where it is not known (a ring's files before the last).
+    pub lost: Option<u64>,
 }
 
 /// An output format. Knows nothing of the command line: `run` chooses and
@@ -38,8 +40,38 @@ pub trait Sink {
     /// Called whenever the ring buffer is drained, so a reader sees messages
     /// promptly without a write per message under load.
     fn flush(&mut self) -> io::Result<()>;
-    /// Ends the output; the sink is not used afterwards.
+    /// Ends the output file; the sink is not used afterwards, unless a
+    /// ring begins its next file.
     fn finish(&mut self, stats: &Stats) -> io::Result<()>;
+    /// Bytes encoded but not yet handed to the writer, for a ring's size.
+    fn buffered(&self) -> usize {
+        0
+    }
+}
+
+/// `--print`: a capture file's sink, and text on stdout beside it.
+pub struct Tee {
+    pub file: Box<dyn Sink>,
+    pub print: Box<dyn Sink>,
+}
+
+impl Sink for Tee {
+    fn begin(&mut self) -> io::Result<()> {
+        self.file.begin()?;
+        self.print.begin()
+    }
+    fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
+        self.file.write_event(event)?;
+        self.print.write_event(event)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        self.print.flush()
+    }
+    fn finish(&mut self, stats: &Stats) -> io::Result<()> {
+        self.file.finish(stats)?;
+        self.print.finish(stats)
+    }
 }
 
 pub type Destination = Box<dyn Write + Send>;
@@ -85,9 +117,7 @@ pub enum Expect {
 pub fn open_destination(path: Option<&Path>, expect: Expect) -> Result<Output> {
     let named = path.filter(|p| *p != Path::new("-"));
     let file = match named {
-        Some(p) => {
-            open_private(p, expect).with_context(|| format!("cannot write --output {}", p.display()))?
-        }
+        Some(p) => open_private(p, expect).with_context(|| format!("cannot write {}", p.display()))?,
         // a File on a duplicate of fd 1: io::Stdout would buffer lines again
         None => File::from(io::stdout().as_fd().try_clone_to_owned().context("cannot use stdout")?),
     };

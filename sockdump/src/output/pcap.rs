@@ -39,6 +39,7 @@ impl<W: Write> PcapSink<W> {
 
 impl<W: Write> super::Sink for PcapSink<W> {
     fn begin(&mut self) -> io::Result<()> {
+        self.framer.start_file();
         write_header(&mut self.out, self.framer.link().linktype(), SNAPLEN)?;
         self.out.flush()
     }

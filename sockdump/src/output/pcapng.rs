@@ -78,6 +78,7 @@ impl<W: Write> super::Sink for PcapngSink<W> {
     /// before the first packet.
     fn begin(&mut self) -> io::Result<()> {
         self.started_ns = unix_now_ns();
+        self.framer.start_file();
         push_shb(&mut self.blocks, &user_application(), os_name().as_deref());
         push_idb(
             &mut self.blocks,
@@ -121,5 +122,9 @@ impl<W: Write> super::Sink for PcapngSink<W> {
     fn finish(&mut self, stats: &Stats) -> io::Result<()> {
         push_isb(&mut self.blocks, unix_now_ns(), self.started_ns, stats.captured, stats.lost);
         self.flush()
+    }
+
+    fn buffered(&self) -> usize {
+        self.blocks.len()
     }
 }

@@ -283,7 +283,7 @@ pub(crate) mod tests {
         for ev in events {
             sink.write_event(ev).unwrap();
         }
-        sink.finish(&Stats { captured: events.len() as u64, lost: 3 }).unwrap();
+        sink.finish(&Stats { captured: events.len() as u64, lost: Some(3) }).unwrap();
     }
 
     fn read_back(bytes: &[u8]) -> (Vec<Message>, u64) {

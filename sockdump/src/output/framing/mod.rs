@@ -99,6 +99,12 @@ impl Framer {
         self.link
     }
 
+    /// Each file of a ring opens its conversations again (a handshake,
+    /// sequence numbers from the start), so it reads on its own.
+    pub fn start_file(&mut self) {
+        self.tracker = Tracker::default();
+    }
+
     /// Frames one message, calling `emit` for each packet in order.
     pub fn frame<E>(
         &mut self,
