@@ -548,8 +548,10 @@ fn read_refuses_files_sockdump_did_not_write() {
     let stripped = dir.join("stripped.pcapng");
     let text_file = dir.join("notes.txt");
     std::fs::write(&text_file, "hello").expect("write");
+    // the D-Bus interface's other link type makes the file "per packet": -T
+    // says the packets (all on interface 0 here) are Ethernet
     assert!(Command::new("editcap")
-        .args(["-F", "pcap"])
+        .args(["-F", "pcap", "-T", "ether"])
         .arg(&file)
         .arg(&classic)
         .status()

@@ -1,5 +1,5 @@
 //! pcapng, the format Wireshark writes: the blocks sockdump writes (one
-//! section, one interface, a packet block per packet with a comment and
+//! section, two interfaces, a packet block per packet with a comment and
 //! direction flags, statistics at the end; see `docs/PCAPNG.md`), and the
 //! packets of any pcapng file, read through `pcap-file`.
 //!
@@ -140,10 +140,18 @@ pub fn push_idb(buf: &mut Vec<u8>, interface: &Interface<'_>) {
     end_block(buf, start);
 }
 
-/// Enhanced Packet Block on interface 0.
-pub fn push_epb(buf: &mut Vec<u8>, timestamp_ns: u64, data: &[u8], orig_len: u32, flags: u32, comment: &str) {
+/// Enhanced Packet Block on `interface` (the index of its description block).
+pub fn push_epb(
+    buf: &mut Vec<u8>,
+    interface: u32,
+    timestamp_ns: u64,
+    data: &[u8],
+    orig_len: u32,
+    flags: u32,
+    comment: &str,
+) {
     let start = begin_block(buf, ENHANCED_PACKET_BLOCK);
-    push_u32(buf, 0);
+    push_u32(buf, interface);
     buf.extend_from_slice(&timestamp_words(timestamp_ns));
     // Packets are at most SNAPLEN bytes.
     push_u32(buf, data.len() as u32);
@@ -345,13 +353,13 @@ mod tests {
     #[test]
     fn golden_packet() {
         let mut buf = Vec::new();
-        push_epb(&mut buf, 0x0000_0001_0000_0002, b"abcde", 9, 2, "c");
+        push_epb(&mut buf, 1, 0x0000_0001_0000_0002, b"abcde", 9, 2, "c");
         assert_eq!(
             hex(&buf),
             concat!(
                 "06000000",
                 "3c000000",
-                "00000000",
+                "01000000",
                 "01000000",
                 "02000000",
                 "05000000",

@@ -1,14 +1,16 @@
-//! `--format pcapng`: one section, one interface, and per packet an
-//! Enhanced Packet Block with the message's metadata as a comment and its
-//! direction in the flags; an Interface Statistics Block with the totals
-//! ends the file. See `docs/PCAPNG.md`; the blocks are `crate::file::pcapng`'s.
+//! `--format pcapng`: one section, two interfaces (the messages, framed;
+//! D-Bus messages, one per packet), and per packet an Enhanced Packet Block
+//! with the message's metadata as a comment and its direction in the
+//! flags; an Interface Statistics Block with the totals ends the file. See
+//! `docs/PCAPNG.md`; the blocks are `crate::file::pcapng`'s.
 
 use std::io::{self, Write};
 
-use sockdump_common::meta::{self, MessageMeta, Synthetic};
+use sockdump_common::meta::{self, Direction, MessageMeta, Synthetic};
 use sockdump_common::Event;
 
-use super::framing::{Content, Framer, SNAPLEN};
+use super::framing::dbus::{piece_event, DbusSplitter, Piece};
+use super::framing::{Content, Framer, LINKTYPE_DBUS, SNAPLEN};
 use super::{epoch_ns, unix_now_ns, SinkOptions, Stats};
 use crate::clock::WallClock;
 use crate::file::pcapng::{push_epb, push_idb, push_isb, push_shb, Interface};
@@ -17,6 +19,10 @@ use crate::file::pcapng::{push_epb, push_idb, push_isb, push_shb, Interface};
 pub const INTERFACE_NAME: &str = "sockdump";
 /// And its description.
 pub const INTERFACE_DESCRIPTION: &str = "unix domain socket messages";
+/// The second interface: D-Bus messages after their connection's handshake.
+pub const DBUS_INTERFACE: u32 = 1;
+pub const DBUS_INTERFACE_NAME: &str = "sockdump-dbus";
+pub const DBUS_INTERFACE_DESCRIPTION: &str = "D-Bus messages on unix sockets";
 
 /// The running kernel, for `shb_os`.
 fn os_name() -> Option<String> {
@@ -34,6 +40,7 @@ const BATCH: usize = 1 << 16;
 pub struct PcapngSink<W: Write> {
     out: W,
     framer: Framer,
+    dbus: DbusSplitter,
     clock: WallClock,
     flush_each: bool,
     filter: Option<String>,
@@ -52,6 +59,7 @@ impl<W: Write> PcapngSink<W> {
         PcapngSink {
             out,
             framer: Framer::new(options.link, options.ports),
+            dbus: DbusSplitter::default(),
             clock: options.clock,
             flush_each: options.flush_each,
             filter: options.filter,
@@ -73,6 +81,40 @@ impl<W: Write> PcapngSink<W> {
     }
 }
 
+/// Where one event's packet blocks go.
+struct Packets<'s> {
+    framer: &'s mut Framer,
+    blocks: &'s mut Vec<u8>,
+    comment: &'s mut String,
+    comments: &'s mut meta::CommentWriter,
+    ts: u64,
+}
+
+impl Packets<'_> {
+    /// The event framed, on interface 0.
+    fn frame(&mut self, event: &Event<'_>) -> io::Result<()> {
+        let meta = MessageMeta::of(event);
+        let Self { framer, blocks, comment, comments, ts } = self;
+        framer.frame(event, |packet| {
+            match packet.content {
+                Content::Handshake => meta::write_synthetic_comment(comment, Synthetic::Handshake),
+                Content::Message { part } => comments.write(comment, &meta, part),
+            }
+            let flags = u32::from(packet.direction.bits());
+            push_epb(blocks, 0, *ts, packet.bytes, packet.orig_len, flags, comment);
+            Ok(())
+        })
+    }
+
+    /// The event, a D-Bus message, as is on the D-Bus interface.
+    fn dbus(&mut self, event: &Event<'_>, direction: Direction) -> io::Result<()> {
+        self.comments.write(self.comment, &MessageMeta::of(event), None);
+        let flags = u32::from(direction.bits());
+        push_epb(self.blocks, DBUS_INTERFACE, self.ts, event.data, event.len, flags, self.comment);
+        Ok(())
+    }
+}
+
 impl<W: Write> super::Sink for PcapngSink<W> {
     /// The section and interface headers: Wireshark on a pipe can start
     /// before the first packet.
@@ -80,31 +122,32 @@ impl<W: Write> super::Sink for PcapngSink<W> {
         self.started_ns = unix_now_ns();
         self.framer.start_file();
         push_shb(&mut self.blocks, &user_application(), os_name().as_deref());
-        push_idb(
-            &mut self.blocks,
-            &Interface {
-                linktype: self.framer.link().linktype(),
-                snaplen: SNAPLEN,
-                name: INTERFACE_NAME,
-                description: INTERFACE_DESCRIPTION,
-                filter: self.filter.as_deref(),
-            },
-        );
+        let interfaces = [
+            (self.framer.link().linktype(), INTERFACE_NAME, INTERFACE_DESCRIPTION),
+            (LINKTYPE_DBUS, DBUS_INTERFACE_NAME, DBUS_INTERFACE_DESCRIPTION),
+        ];
+        for (linktype, name, description) in interfaces {
+            let filter = self.filter.as_deref();
+            push_idb(&mut self.blocks, &Interface { linktype, snaplen: SNAPLEN, name, description, filter });
+        }
         self.flush()
     }
 
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
-        let ts = epoch_ns(self.clock, event.timestamp_ns);
-        let meta = MessageMeta::of(event);
-        let Self { framer, blocks, comment, comments, .. } = self;
-        framer.frame(event, |packet| {
-            match packet.content {
-                Content::Handshake => meta::write_synthetic_comment(comment, Synthetic::Handshake),
-                Content::Message { part } => comments.write(comment, &meta, part),
+        let Self { framer, dbus, blocks, comment, comments, clock, .. } = self;
+        let mut packets =
+            Packets { framer, blocks, comment, comments, ts: epoch_ns(*clock, event.timestamp_ns) };
+        // D-Bus connections' events come in pieces: their handshake framed
+        // as usual, their messages on the D-Bus interface
+        let split = dbus.split(event, |piece| match piece {
+            Piece::Ordinary { data, len } => packets.frame(&piece_event(event, data, len)),
+            Piece::Message { data, len, direction } => {
+                packets.dbus(&piece_event(event, data, len), direction)
             }
-            push_epb(blocks, ts, packet.bytes, packet.orig_len, u32::from(packet.direction.bits()), comment);
-            Ok::<(), io::Error>(())
         })?;
+        if !split {
+            packets.frame(event)?;
+        }
         if self.flush_each {
             return self.flush();
         }

@@ -36,7 +36,7 @@ pub enum ReadError {
     NoComment { packet: u64 },
     #[error("packet {packet}: {reason}")]
     BadPacket { packet: u64, reason: String },
-    #[error("link type {0} is not one sockdump writes (1 Ethernet, 147 USER0)")]
+    #[error("link type {0} is not one sockdump writes (1 Ethernet, 147 USER0, 231 D-Bus)")]
     LinkType(u32),
     #[error(
         "a classic pcap file with Ethernet framing holds no process metadata: capture with \
@@ -322,6 +322,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn dbus_messages_round_trip_from_their_own_interface() {
+        use crate::file::Packets;
+        use crate::output::framing::dbus::{piece_event, tests::message};
+        use crate::output::framing::LINKTYPE_DBUS;
+        let (hello, reply) = (message(false, 1, 0), message(true, 1, 20));
+        let pipelined = [b"BEGIN\r\n".as_slice(), &hello].concat();
+        let base = events(b"");
+        let client = |data| Event { data, len: data.len() as u32, ..base[0].clone() };
+        let server = |data| Event { data, len: data.len() as u32, ..base[1].clone() };
+        let evs = [
+            client(b"\0"),
+            client(b"AUTH EXTERNAL 30\r\n"),
+            server(b"OK 0123456789abcdef\r\n"),
+            client(&pipelined),
+            server(&reply),
+        ];
+        let begin = piece_event(&evs[3], b"BEGIN\r\n", 7);
+        let hello_event = piece_event(&evs[3], &hello, hello.len() as u32);
+        let want = [&evs[0], &evs[1], &evs[2], &begin, &hello_event, &evs[4]].map(expected);
+        for link in [Link::Ethernet, Link::User] {
+            let mut sink = PcapngSink::new(Vec::new(), options(link));
+            write_all(&mut sink, &evs);
+            let bytes = sink.into_inner();
+            assert_eq!(read_back(&bytes).0, want, "{link:?}");
+            let mut packets = Packets::open(&bytes[..]).unwrap();
+            let mut dbus = Vec::new();
+            while let Some(packet) = packets.next_packet().unwrap() {
+                if packet.linktype == u32::from(LINKTYPE_DBUS) {
+                    dbus.push(packet.data.to_vec());
+                }
+            }
+            assert_eq!(dbus, [hello.clone(), reply.clone()], "{link:?}");
+        }
+    }
+
+    #[test]
     fn pcap_user0_round_trips_and_pcap_ethernet_is_refused() {
         let big = vec![1u8; 100];
         let evs = events(&big);
@@ -349,7 +385,7 @@ pub(crate) mod tests {
         let eth0 = pcapng::Interface { linktype: 1, snaplen: 0, name: "eth0", description: "", filter: None };
         pcapng::push_idb(&mut file, &eth0);
         let mut epb = Vec::new();
-        pcapng::push_epb(&mut epb, 1, &[0u8; 60], 60, 0, "hello");
+        pcapng::push_epb(&mut epb, 0, 1, &[0u8; 60], 60, 0, "hello");
         file.extend_from_slice(&epb);
         let mut reader = CaptureFileReader::new(&file[..]).unwrap();
         let err = reader.next_message().unwrap_err();

@@ -1,6 +1,7 @@
-//! Packets back into messages: USER0 packets are one message each;
-//! Ethernet packets carry their message's metadata in a pcapng comment,
-//! and a message split over several packets is joined again.
+//! Packets back into messages: USER0 packets are one message each, and so
+//! are D-Bus packets, whose metadata is in their pcapng comment; Ethernet
+//! packets carry their message's metadata in a pcapng comment, and a
+//! message split over several packets is joined again.
 
 use std::collections::VecDeque;
 
@@ -9,7 +10,7 @@ use sockdump_common::user0;
 
 use super::{Message, ReadError};
 use crate::file::RawPacket;
-use crate::output::framing::{self, LINKTYPE_ETHERNET, LINKTYPE_USER0};
+use crate::output::framing::{self, LINKTYPE_DBUS, LINKTYPE_ETHERNET, LINKTYPE_USER0};
 
 struct Pending {
     message: Message,
@@ -43,15 +44,11 @@ impl Reassembly {
             {
                 meta.reader = commented.reader;
             }
-            self.flush_pending();
-            self.ready.push_back(Message {
-                meta,
-                timestamp_ns: packet.timestamp_ns,
-                data: record.data.to_vec(),
-            });
+            self.push_whole(Message { meta, timestamp_ns: packet.timestamp_ns, data: record.data.to_vec() });
             return Ok(());
         }
-        if packet.linktype != u32::from(LINKTYPE_ETHERNET) {
+        let dbus = packet.linktype == u32::from(LINKTYPE_DBUS);
+        if !dbus && packet.linktype != u32::from(LINKTYPE_ETHERNET) {
             return Err(ReadError::LinkType(packet.linktype));
         }
         let comment = packet.comment.ok_or(ReadError::NoComment { packet: number })?;
@@ -60,6 +57,10 @@ impl Reassembly {
             Ok(Comment::Message { meta, part }) => (meta, part),
             Err(e) => return Err(bad(e.to_string())),
         };
+        if dbus {
+            self.push_whole(Message { meta, timestamp_ns: packet.timestamp_ns, data: packet.data.to_vec() });
+            return Ok(());
+        }
         let payload = framing::parse_frame(packet.data).map_err(|e| bad(e.to_string()))?.payload;
         let (index, count) = part.map_or((1, 1), |p| (p.index, p.count));
         let continues = self
@@ -103,6 +104,12 @@ impl Reassembly {
 
     pub(super) fn incomplete(&self) -> u64 {
         self.incomplete
+    }
+
+    /// A message that is one packet, after the one being assembled.
+    fn push_whole(&mut self, message: Message) {
+        self.flush_pending();
+        self.ready.push_back(message);
     }
 
     /// Moves the message being assembled, complete or not, to `ready`.

@@ -11,9 +11,11 @@
 //! Pure: no I/O; the pcapng and pcap sinks put the packets into files.
 //! [`ports`] says which names get well-known ports, [`network`] keeps the
 //! synthetic addresses and conversations, [`packet`] builds the headers and
-//! [`parse`] finds the payload again (`-r`).
+//! [`parse`] finds the payload again (`-r`); [`dbus`] cuts D-Bus
+//! connections into messages for their own interface.
 //! `docs/PCAPNG.md` describes the conventions for users.
 
+pub mod dbus;
 mod network;
 mod packet;
 mod parse;
@@ -34,6 +36,8 @@ pub use ports::{PortMap, PortMapEntry};
 pub const LINKTYPE_ETHERNET: u16 = 1;
 /// LINKTYPE_USER0
 pub const LINKTYPE_USER0: u16 = 147;
+/// LINKTYPE_DBUS: one D-Bus message per packet (pcapng's second interface).
+pub const LINKTYPE_DBUS: u16 = 231;
 /// Snapshot length written in file headers: above the largest packet
 /// either framing makes, and Wireshark's own maximum.
 pub const SNAPLEN: u32 = 262_144;
@@ -246,7 +250,7 @@ fn pieces<'d>(ev: &Event<'d>, max: usize) -> impl Iterator<Item = Piece<'d>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::network::{Endpoint, EPHEMERAL_BASE};
     use super::packet::{checksum, pseudo_header};
     use super::*;
@@ -254,7 +258,7 @@ mod tests {
 
     use sockdump_common::EventFlags;
 
-    fn event<'a>(
+    pub(super) fn event<'a>(
         path: SocketName<'a>,
         peer_path: SocketName<'a>,
         ino: u64,
