@@ -1,5 +1,5 @@
 //! pcapng, the format Wireshark writes: the blocks sockdump writes (one
-//! section, two interfaces, a packet block per packet with a comment and
+//! section, an interface and one for D-Bus, a packet block per packet with a comment and
 //! direction flags, statistics at the end; see `docs/PCAPNG.md`), and the
 //! packets of any pcapng file, read through `pcap-file`.
 //!

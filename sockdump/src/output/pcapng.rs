@@ -1,5 +1,7 @@
-//! `--format pcapng`: one section, two interfaces (the messages, framed;
-//! D-Bus messages, one per packet), and per packet an Enhanced Packet Block
+//! `--format pcapng`: one section, an interface for the messages, framed,
+//! and a second for D-Bus messages, one per packet, described when the
+//! first one comes (files without D-Bus keep one link type, which pcap
+//! tools and libpcap need); per packet an Enhanced Packet Block
 //! with the message's metadata as a comment and its direction in the
 //! flags; an Interface Statistics Block with the totals ends the file. See
 //! `docs/PCAPNG.md`; the blocks are `crate::file::pcapng`'s.
@@ -44,6 +46,8 @@ pub struct PcapngSink<W: Write> {
     clock: WallClock,
     flush_each: bool,
     filter: Option<String>,
+    /// This file has described the D-Bus interface.
+    dbus_described: bool,
     /// When this file began, for its statistics.
     started_ns: u64,
     /// Blocks of whole messages not yet written: they go out together once
@@ -63,6 +67,7 @@ impl<W: Write> PcapngSink<W> {
             clock: options.clock,
             flush_each: options.flush_each,
             filter: options.filter,
+            dbus_described: false,
             started_ns: 0,
             blocks: Vec::with_capacity(2 * BATCH),
             comment: String::with_capacity(512),
@@ -84,6 +89,8 @@ impl<W: Write> PcapngSink<W> {
 /// Where one event's packet blocks go.
 struct Packets<'s> {
     framer: &'s mut Framer,
+    dbus_described: &'s mut bool,
+    filter: Option<&'s str>,
     blocks: &'s mut Vec<u8>,
     comment: &'s mut String,
     comments: &'s mut meta::CommentWriter,
@@ -94,7 +101,7 @@ impl Packets<'_> {
     /// The event framed, on interface 0.
     fn frame(&mut self, event: &Event<'_>) -> io::Result<()> {
         let meta = MessageMeta::of(event);
-        let Self { framer, blocks, comment, comments, ts } = self;
+        let Self { framer, blocks, comment, comments, ts, .. } = self;
         framer.frame(event, |packet| {
             match packet.content {
                 Content::Handshake => meta::write_synthetic_comment(comment, Synthetic::Handshake),
@@ -108,6 +115,17 @@ impl Packets<'_> {
 
     /// The event, a D-Bus message, as is on the D-Bus interface.
     fn dbus(&mut self, event: &Event<'_>, direction: Direction) -> io::Result<()> {
+        if !*self.dbus_described {
+            *self.dbus_described = true;
+            let interface = Interface {
+                linktype: LINKTYPE_DBUS,
+                snaplen: SNAPLEN,
+                name: DBUS_INTERFACE_NAME,
+                description: DBUS_INTERFACE_DESCRIPTION,
+                filter: self.filter,
+            };
+            push_idb(self.blocks, &interface);
+        }
         self.comments.write(self.comment, &MessageMeta::of(event), None);
         let flags = u32::from(direction.bits());
         push_epb(self.blocks, DBUS_INTERFACE, self.ts, event.data, event.len, flags, self.comment);
@@ -121,22 +139,30 @@ impl<W: Write> super::Sink for PcapngSink<W> {
     fn begin(&mut self) -> io::Result<()> {
         self.started_ns = unix_now_ns();
         self.framer.start_file();
+        self.dbus_described = false;
         push_shb(&mut self.blocks, &user_application(), os_name().as_deref());
-        let interfaces = [
-            (self.framer.link().linktype(), INTERFACE_NAME, INTERFACE_DESCRIPTION),
-            (LINKTYPE_DBUS, DBUS_INTERFACE_NAME, DBUS_INTERFACE_DESCRIPTION),
-        ];
-        for (linktype, name, description) in interfaces {
-            let filter = self.filter.as_deref();
-            push_idb(&mut self.blocks, &Interface { linktype, snaplen: SNAPLEN, name, description, filter });
-        }
+        let interface = Interface {
+            linktype: self.framer.link().linktype(),
+            snaplen: SNAPLEN,
+            name: INTERFACE_NAME,
+            description: INTERFACE_DESCRIPTION,
+            filter: self.filter.as_deref(),
+        };
+        push_idb(&mut self.blocks, &interface);
         self.flush()
     }
 
     fn write_event(&mut self, event: &Event<'_>) -> io::Result<()> {
-        let Self { framer, dbus, blocks, comment, comments, clock, .. } = self;
-        let mut packets =
-            Packets { framer, blocks, comment, comments, ts: epoch_ns(*clock, event.timestamp_ns) };
+        let Self { framer, dbus, blocks, comment, comments, clock, dbus_described, filter, .. } = self;
+        let mut packets = Packets {
+            framer,
+            dbus_described,
+            filter: filter.as_deref(),
+            blocks,
+            comment,
+            comments,
+            ts: epoch_ns(*clock, event.timestamp_ns),
+        };
         // D-Bus connections' events come in pieces: their handshake framed
         // as usual, their messages on the D-Bus interface
         let split = dbus.split(event, |piece| match piece {
