@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -213,6 +213,49 @@ fn a_ring_by_time() {
     assert!(!all.is_empty() && all.len() < 35, "the ring holds the last second or two: {all:?}");
     assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "in order, none lost: {all:?}");
     assert_eq!(*all.last().unwrap(), 34);
+}
+
+/// A tmpfs of `size`, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir(&path).unwrap();
+        let options = format!("size={size},mode=0700");
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &options, "tmpfs"]).arg(&path).status();
+        assert!(status.expect("run mount").success(), "mount a tmpfs at {}", path.display());
+        SmallDisk(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk ends the capture with one line, and the file at its last
+/// whole block: tshark reads it without a warning.
+#[test]
+fn a_full_disk_leaves_whole_blocks() {
+    if skip_unless_root("a_full_disk_leaves_whole_blocks") {
+        return;
+    }
+    let dir = TempDir::new("full");
+    let disk = SmallDisk::mount(dir.join("disk"), "256k");
+    let file = disk.0.join("cap.pcapng");
+    let sock = dir.join("s");
+    let running = Sockdump::start(&["-w", file.to_str().unwrap(), "--sock", sock.to_str().unwrap()]);
+    // about 400 KB of blocks: more than the disk holds
+    send(&sock, 0..400, 0.0);
+    let (status, lines) = running.exit();
+    assert!(!status.success(), "sockdump went on with a full disk: {lines:?}");
+    let after: Vec<&String> = lines.iter().skip_while(|l| !l.starts_with("listening")).skip(1).collect();
+    assert_eq!(after.len(), 1, "one line: {after:?}");
+    assert!(after[0].starts_with("sockdump: ") && after[0].contains("No space left on device"), "{after:?}");
+    let kept = numbers(&file);
+    assert!(!kept.is_empty(), "what fitted is kept");
+    assert_eq!(kept, (0..kept.len() as u32).collect::<Vec<_>>(), "whole messages, in order");
 }
 
 #[test]

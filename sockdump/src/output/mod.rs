@@ -124,10 +124,52 @@ pub fn open_destination(path: Option<&Path>, expect: Expect) -> Result<Output> {
     let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
     let reader = if regular { None } else { Some(file.try_clone()?.into()) };
     let terminal = io::IsTerminal::is_terminal(&file);
-    Ok(Output {
-        writer: Box::new(BufWriter::with_capacity(1 << 16, file)),
-        kind: OutputKind { reader, terminal },
-    })
+    let writer: Destination = match regular {
+        true => Box::new(BufWriter::with_capacity(1 << 16, WholeWrites::new(file)?)),
+        false => Box::new(BufWriter::with_capacity(1 << 16, file)),
+    };
+    Ok(Output { writer, kind: OutputKind { reader, terminal } })
+}
+
+/// A regular output file that never ends inside a write: a write that
+/// fails part way (a full disk, EIO) is cut off again, so the file ends at
+/// the last whole block or line and stays readable. Sinks hand over whole
+/// blocks, and the `BufWriter` before this passes on whole buffers, since
+/// a write here never reports a part.
+struct WholeWrites {
+    file: File,
+    /// Where the last whole write ended.
+    end: u64,
+}
+
+impl WholeWrites {
+    fn new(mut file: File) -> io::Result<Self> {
+        use std::io::Seek;
+        let end = file.stream_position()?;
+        Ok(WholeWrites { file, end })
+    }
+}
+
+impl Write for WholeWrites {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::io::{Seek, SeekFrom};
+        match self.file.write_all(buf) {
+            Ok(()) => {
+                self.end += buf.len() as u64;
+                Ok(buf.len())
+            }
+            Err(err) => {
+                // best effort: the error that matters is the write's
+                let _ = self.file.set_len(self.end);
+                let _ = self.file.seek(SeekFrom::Start(self.end));
+                Err(err)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Why an output path is refused.

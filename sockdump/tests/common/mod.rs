@@ -199,7 +199,19 @@ impl Sockdump {
 
     /// Waits for the exit (after SIGTERM or -c); returns stderr and checks
     /// the exit status and the closing `N packets captured` line.
-    pub fn wait(mut self) -> (u64, Vec<String>) {
+    pub fn wait(self) -> (u64, Vec<String>) {
+        let (status, lines) = self.exit();
+        assert!(status.success(), "sockdump exited with {status}:\n{}", lines.join("\n"));
+        let captured = lines
+            .iter()
+            .find_map(|l| l.split_once(" packets captured").map(|(n, _)| n.to_owned()))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no final count:\n{}", lines.join("\n")));
+        (captured, lines)
+    }
+
+    /// Waits for the exit, whatever its status; returns it and stderr.
+    pub fn exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for sockdump") {
@@ -214,14 +226,7 @@ impl Sockdump {
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
             self.stderr_lines.push(line);
         }
-        assert!(status.success(), "sockdump exited with {status}:\n{}", self.stderr_lines.join("\n"));
-        let captured = self
-            .stderr_lines
-            .iter()
-            .find_map(|l| l.split_once(" packets captured").map(|(n, _)| n.to_owned()))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no final count:\n{}", self.stderr_lines.join("\n")));
-        (captured, self.stderr_lines)
+        (status, self.stderr_lines)
     }
 
     /// SIGTERM, then [`Sockdump::wait`].
