@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use sockdump_common::meta::{self, Comment, OwnedMeta};
-use sockdump_common::user0;
+use sockdump_common::{abi, user0};
 
 use super::{Message, ReadError};
 use crate::file::RawPacket;
@@ -82,7 +82,12 @@ impl Reassembly {
             });
         }
         if let Some(pending) = &mut self.pending {
-            pending.message.data.extend_from_slice(payload);
+            // no capture holds more of a message than --seg-size allows,
+            // whatever a crafted file's parts add up to
+            let data = &mut pending.message.data;
+            let room = (pending.message.meta.captured.min(abi::DATA_MAX) as usize).saturating_sub(data.len());
+            pending.damaged |= payload.len() > room;
+            data.extend_from_slice(&payload[..payload.len().min(room)]);
             pending.next_part += 1;
             if index == count {
                 self.flush_pending();
@@ -153,5 +158,43 @@ mod tests {
         }
         assert_eq!(reassembly.pop().map(|m| m.meta.reader), Some(meta.reader));
         assert_eq!(reassembly.pop().map(|m| m.meta.reader), Some(Reader::Unknown));
+    }
+
+    /// Parts whose bytes add up to more than the message's captured length
+    /// (only a crafted file has them) are cut there.
+    #[test]
+    fn parts_never_hold_more_than_was_captured() {
+        use crate::output::framing::{Content, Framer, Link, PortMap};
+        let data = vec![7u8; 3000];
+        let mut event = crate::read::tests::events(&data)[0].clone();
+        event.data = &data;
+        event.len = 3000;
+        let mut framer = Framer::new(Link::Ethernet, PortMap::default());
+        let mut packets = Vec::new();
+        framer
+            .frame(&event, |p| {
+                if p.content == (Content::Message { part: None }) {
+                    packets.push(p.bytes.to_vec());
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        let mut meta = MessageMeta::of(&event);
+        meta.captured = 1000;
+        let mut reassembly = Reassembly::default();
+        for index in 1..=3 {
+            let mut comment = String::new();
+            write_comment(&mut comment, &meta, Some(sockdump_common::meta::Part { index, count: 3 }));
+            let packet = RawPacket {
+                linktype: LINKTYPE_ETHERNET.into(),
+                timestamp_ns: 1,
+                data: &packets[0],
+                comment: Some(&comment),
+            };
+            reassembly.add(index.into(), &packet).expect("a packet");
+        }
+        let message = reassembly.finish().expect("the message");
+        assert_eq!(message.data.len(), 1000);
+        assert_eq!(reassembly.incomplete(), 1, "counted as damaged");
     }
 }

@@ -234,10 +234,14 @@ struct Piece<'d> {
     part: Option<Part>,
 }
 
+/// Packets stop one after the captured bytes: a huge send captured in part
+/// (or a crafted length in `-r`) does not become thousands of empty
+/// packets; the next message's sequence number still counts every byte,
+/// so Wireshark shows the gap as "previous segment not captured".
 fn pieces<'d>(ev: &Event<'d>, max: usize) -> impl Iterator<Item = Piece<'d>> {
     let len = ev.len as usize;
     let data = ev.data;
-    let count = len.div_ceil(max).max(1);
+    let count = len.div_ceil(max).clamp(1, data.len().div_ceil(max) + 1);
     (0..count).map(move |index| {
         let offset = index * max;
         let sent = (len - offset).min(max);
@@ -441,12 +445,12 @@ pub(super) mod tests {
         let len = 200_000;
         let ev = event(SocketName::Unnamed, SERVER, 100, 0, &data, len);
         let packets: Vec<_> = frames(&mut framer, &ev).into_iter().skip(3).collect();
-        assert_eq!(packets.len(), 4);
+        assert_eq!(packets.len(), 3, "the captured bytes, then one packet of the rest");
         let mut expect_seq = 1u32;
         let mut captured = 0;
         let mut sent = 0;
         for (i, (bytes, orig, _, content)) in packets.iter().enumerate() {
-            assert_eq!(*content, Content::Message { part: Some(Part { index: i as u32 + 1, count: 4 }) });
+            assert_eq!(*content, Content::Message { part: Some(Part { index: i as u32 + 1, count: 3 }) });
             assert_eq!(u32::from_be_bytes(bytes[38..42].try_into().unwrap()), expect_seq);
             let seg = *orig as usize - 54;
             assert!(seg <= TCP_MAX_PAYLOAD);
@@ -456,10 +460,23 @@ pub(super) mod tests {
             sent += seg;
             captured += parse_frame(bytes).unwrap().payload.len();
         }
-        assert_eq!((sent, captured), (len as usize, 65536));
+        assert_eq!((sent, captured), (3 * TCP_MAX_PAYLOAD, 65536));
         assert_eq!(packets[0].0.len(), 54 + TCP_MAX_PAYLOAD);
         assert_eq!(packets[1].0.len(), 54 + 65536 - TCP_MAX_PAYLOAD);
         assert_eq!(packets[2].0.len(), 54, "nothing captured of the rest");
+        // the next message comes after every byte sent, captured or not
+        let next = frames(&mut framer, &event(SocketName::Unnamed, SERVER, 100, 0, b"n", 1));
+        assert_eq!(u32::from_be_bytes(next[0].0[38..42].try_into().unwrap()), 1 + len);
+    }
+
+    #[test]
+    fn a_huge_length_makes_few_packets() {
+        let mut framer = Framer::new(Link::Ethernet, PortMap::default());
+        let ev = event(SocketName::Unnamed, SERVER, 100, 0, b"abc", u32::MAX);
+        assert_eq!(frames(&mut framer, &ev).len(), 3 + 2, "handshake, the captured bytes, one of the rest");
+        let mut dgram = event(SocketName::Unnamed, SERVER, 101, 0, b"", u32::MAX);
+        dgram.sock_type = SockType::Dgram;
+        assert_eq!(frames(&mut framer, &dgram).len(), 1);
     }
 
     #[test]
