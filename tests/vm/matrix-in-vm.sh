@@ -65,6 +65,66 @@ for hook in kprobe tracepoint; do
 		rc=1
 	fi
 done
+
+# Waits until the capture whose stderr goes to $1 is live.
+live() {
+	tries=0
+	until grep -q '^listening' "$1" 2>/dev/null; do
+		tries=$((tries + 1))
+		[ $tries -gt 300 ] && return 1
+		sleep 0.1
+	done
+}
+
+# Two captures at once both see every message; with kprobe each has its
+# own kretprobes in tracefs.
+for hook in kprobe tracepoint; do
+	for run in a b; do
+		/bin/sockdump --hook "$hook" --format string --sock /tmp/command.sock \
+			-o "/tmp/twice.$hook.$run" 2>"/tmp/twice.$hook.$run.err" &
+		eval "pid_$run=\$!"
+	done
+	live "/tmp/twice.$hook.a.err" && live "/tmp/twice.$hook.b.err" &&
+		sockdump-scenarios client /tmp/command.sock "twice-$hook" >/dev/null
+	sleep 0.5
+	# shellcheck disable=SC2154 # set by eval above
+	kill "$pid_a" "$pid_b"
+	wait "$pid_a" "$pid_b"
+	missing=""
+	for run in a b; do
+		for line in "twice-$hook" "re:twice-$hook"; do
+			grep -qx "$line" "/tmp/twice.$hook.$run" || missing="$missing $run:$line"
+		done
+	done
+	if [ -z "$missing" ]; then
+		echo "RESULT $hook twice PASS"
+	else
+		echo "RESULT $hook twice FAIL missing:$missing; $(cat "/tmp/twice.$hook.a.err" "/tmp/twice.$hook.b.err" | tr '\n' ' ')"
+		rc=1
+	fi
+done
+
+# kill -9 leaves a capture's kretprobes in tracefs (no destructor runs);
+# the next capture removes them, captures, and leaves nothing itself.
+events=/sys/kernel/tracing/kprobe_events
+/bin/sockdump --hook kprobe --format string -o /dev/null 2>/tmp/killed.err &
+killed=$!
+live /tmp/killed.err
+kill -9 $killed
+wait $killed
+left=$(grep -c sockdump_ $events)
+/bin/sockdump --hook kprobe --format string --sock /tmp/command.sock -c 2 -o /tmp/after 2>/tmp/after.err &
+after=$!
+live /tmp/after.err && sockdump-scenarios client /tmp/command.sock after-kill >/dev/null
+wait $after
+status=$?
+remaining=$(grep -c sockdump_ $events)
+if [ "$left" -gt 0 ] && [ "$remaining" = 0 ] && [ $status = 0 ] && grep -qx after-kill /tmp/after; then
+	echo "RESULT kprobe kill-9 PASS"
+else
+	echo "RESULT kprobe kill-9 FAIL $left events left by kill -9, $remaining after the next capture (status $status); $(tr '\n' ' ' </tmp/after.err)"
+	rc=1
+fi
 kill $server
 sockdump-scenarios "$socket" --hook socket --sockdump /bin/sockdump || rc=1
 sockdump-scenarios run --hook auto --expect-hook "$auto" --sockdump /bin/sockdump || rc=1
