@@ -237,8 +237,8 @@ impl OwnedMeta {
     }
 }
 
-/// Flag names in comments, in bit order.
-const FLAG_NAMES: [(u16, &str); 4] = [
+/// Flag names in bit order, as comments and JSON lines write them.
+pub const FLAG_NAMES: [(u16, &str); 4] = [
     (abi::flag::TRUNC_SIZE, "trunc_size"),
     (abi::flag::TRUNC_SEGS, "trunc_segs"),
     (abi::flag::UNREADABLE, "unreadable"),

@@ -23,12 +23,14 @@ pub enum Format {
     Pcap,
     /// pcapng with process metadata in packet comments: open it in Wireshark
     Pcapng,
+    /// JSON lines: one object per message, with its bytes in base64 (docs/JSON.md)
+    Json,
 }
 
 impl Format {
     /// pcap and pcapng: packets for Wireshark rather than text.
     pub fn is_capture_file(self) -> bool {
-        self.text_style().is_none()
+        matches!(self, Format::Pcap | Format::Pcapng)
     }
 
     /// As `--format` spells it.
@@ -39,6 +41,7 @@ impl Format {
             Format::Hexstring => "hexstring",
             Format::Pcap => "pcap",
             Format::Pcapng => "pcapng",
+            Format::Json => "json",
         }
     }
 
@@ -48,7 +51,7 @@ impl Format {
             Format::Hex => Some(TextStyle::Hex),
             Format::String => Some(TextStyle::String),
             Format::Hexstring => Some(TextStyle::Hexstring),
-            Format::Pcap | Format::Pcapng => None,
+            Format::Pcap | Format::Pcapng | Format::Json => None,
         }
     }
 }
@@ -120,6 +123,7 @@ Examples:
   sockdump -w docker.pcapng --print=string /run/docker.sock
   sockdump -w bus.pcapng -C 100 -W 10       (a ring of 10 files of 100 MB)
   sockdump -r docker.pcapng --format string  (no root needed)
+  sockdump --format json /run/docker.sock | jq -r .text
   sockdump extcap install                  (\"Unix sockets\" in Wireshark's interface list)
 
 Needs root, or CAP_BPF + CAP_PERFMON. Prints `listening ...` on stderr once

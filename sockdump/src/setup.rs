@@ -15,6 +15,7 @@ use crate::cli::{Cli, Format, LinkChoice};
 use crate::clock::{WallClock, Zone};
 use crate::messages::note;
 use crate::output::framing::{Link, PortMap};
+use crate::output::json::JsonSink;
 use crate::output::pcap::PcapSink;
 use crate::output::pcapng::PcapngSink;
 use crate::output::ring::{RingFiles, RingLimits, RotatingSink, SharedFile};
@@ -116,6 +117,9 @@ pub fn make_sink(
     let format = cli.format();
     if let Some(style) = format.text_style() {
         return Ok(text_sink(destination, kind, style, clock));
+    }
+    if format == Format::Json {
+        return Ok(Box::new(JsonSink::new(destination, clock, !kind.is_regular_file())));
     }
     let options = SinkOptions {
         link: match cli.link {

@@ -2,6 +2,7 @@
 //! stdout, a fifo) is chosen separately by [`open_destination`].
 
 pub mod framing;
+pub mod json;
 pub mod pcap;
 pub mod pcapng;
 pub mod ring;
