@@ -226,13 +226,23 @@ impl Sockdump {
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
             self.stderr_lines.push(line);
         }
-        (status, self.stderr_lines)
+        (status, std::mem::take(&mut self.stderr_lines))
     }
 
     /// SIGTERM, then [`Sockdump::wait`].
     pub fn stop(self) -> (u64, Vec<String>) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
         self.wait()
+    }
+}
+
+/// A test that fails leaves no capture running behind it.
+impl Drop for Sockdump {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
