@@ -19,7 +19,9 @@ pub enum FilterError {
     Repeated(&'static str),
 }
 
-/// Turns a filter into sockdump options (`["--pid", "1234", ...]`).
+/// Turns a filter into sockdump options (`["--pid=1234", ...]`): each with
+/// its value in one argument, so that a value starting with `-` stays a
+/// value (`comm -bash`).
 pub fn to_options(filter: &str) -> Result<Vec<String>, FilterError> {
     let mut options = Vec::new();
     let mut seen = Vec::new();
@@ -46,8 +48,7 @@ pub fn to_options(filter: &str) -> Result<Vec<String>, FilterError> {
             return Err(FilterError::Repeated(option.trim_start_matches('-')));
         }
         seen.push(option);
-        options.push(option.to_string());
-        options.push(value);
+        options.push(format!("{option}={value}"));
     }
     Ok(options)
 }
@@ -60,8 +61,9 @@ mod tests {
     fn terms_become_options() {
         assert_eq!(
             to_options("pid 12 and sock /run/a b.sock && comm curl").unwrap(),
-            ["--pid", "12", "--sock", "/run/a b.sock", "--comm", "curl"]
+            ["--pid=12", "--sock=/run/a b.sock", "--comm=curl"]
         );
+        assert_eq!(to_options("comm -bash").unwrap(), ["--comm=-bash"]);
         assert_eq!(to_options("  ").unwrap(), Vec::<String>::new());
     }
 

@@ -40,7 +40,8 @@ pub enum Call {
 pub struct Capture {
     pub fifo: PathBuf,
     /// sockdump command-line options from the interface dialog and the
-    /// capture filter, e.g. `["--sock", "/run/docker.sock"]`.
+    /// capture filter, e.g. `["--sock=/run/docker.sock"]`: a value is in
+    /// its option's argument, so that one starting with `-` stays a value.
     pub options: Vec<String>,
     /// The dialog's switch to keep Wireshark's own conversations; without
     /// it the binary leaves out those of the process that started it.
@@ -104,14 +105,13 @@ pub fn parse(args: &[OsString]) -> Result<Call, ExtcapError> {
             // the dialog takes several PREFIX=PORT pairs in one field
             "--port-map" => {
                 for pair in value.iter().flat_map(|v| v.split(',')).filter(|p| !p.is_empty()) {
-                    options.extend(["--port-map".to_string(), pair.to_string()]);
+                    options.push(format!("--port-map={pair}"));
                 }
             }
             dialog::INCLUDE_VIEWER => include_viewer = true,
             // an emptied field means the option is off
             _ if dialog::arg(name).is_some() && value.as_deref() != Some("") => {
-                options.push(name.to_string());
-                options.extend(value);
+                options.push(value.map_or_else(|| name.to_string(), |value| format!("{name}={value}")));
             }
             _ if dialog::arg(name).is_some() => {}
             // --extcap-version, control pipes, and whatever newer versions add
@@ -221,21 +221,31 @@ mod tests {
             got,
             Ok(Call::Capture(Capture {
                 fifo: "/tmp/wireshark_extcap_sockdump_1".into(),
-                options: [
-                    "--sock",
-                    "/run/docker.sock",
-                    "--all-users",
-                    "--seg-size",
-                    "1000",
-                    "--comm",
-                    "curl"
-                ]
-                .map(String::from)
-                .to_vec(),
+                options: ["--sock=/run/docker.sock", "--all-users", "--seg-size=1000", "--comm=curl"]
+                    .map(String::from)
+                    .to_vec(),
                 include_viewer: true,
             }))
         );
         assert_eq!(call(&["--capture", "--extcap-interface", "sockdump"]), Err(ExtcapError::MissingFifo));
+    }
+
+    /// Found by fuzzing: given as two arguments, a value starting with `-`
+    /// was taken for an option by sockdump's command line, and the
+    /// capture failed after the filter check had passed.
+    #[test]
+    fn values_starting_with_a_dash_stay_values() {
+        let got = call(&[
+            "--capture",
+            "--fifo",
+            "/f",
+            "--sock",
+            "-rel.sock",
+            "--extcap-capture-filter",
+            "comm -bash",
+        ]);
+        let Ok(Call::Capture(capture)) = got else { panic!("{got:?}") };
+        assert_eq!(capture.options, ["--sock=-rel.sock", "--comm=-bash"]);
     }
 
     #[test]
@@ -254,7 +264,7 @@ mod tests {
             got,
             Ok(Call::Capture(Capture {
                 fifo: "/f".into(),
-                options: vec!["--pid".into(), "7".into()],
+                options: vec!["--pid=7".into()],
                 include_viewer: false
             }))
         );

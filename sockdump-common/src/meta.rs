@@ -710,15 +710,18 @@ fn parse_process(f: &Fields<'_>) -> Result<Option<ProcessFacts>, CommentError> {
     if f.uid.is_none() {
         return Ok(None);
     }
-    let pcomm = text(f.pcomm, "pcomm")?.unwrap_or_default();
-    if pcomm.len() >= abi::COMM_LEN {
-        return Err(bad("pcomm", &pcomm));
-    }
+    // a thread name is bytes, not text: as `comm`, never made UTF-8
+    let pcomm = match f.pcomm {
+        None => Vec::new(),
+        Some(value) => {
+            unescape(value).filter(|c| c.len() < abi::COMM_LEN).ok_or_else(|| bad("pcomm", value))?
+        }
+    };
     Ok(Some(ProcessFacts {
         uid: number(f.uid, "uid")?,
         gid: number(f.gid, "gid")?,
         ppid: number(f.ppid, "ppid")?,
-        parent_comm: Comm::new(pcomm.as_bytes()),
+        parent_comm: Comm::new(&pcomm),
         cgroup_id: number(f.cgroup, "cgroup")?,
     }))
 }
@@ -910,6 +913,25 @@ mod tests {
             let broken = format!("{text}{bad}");
             assert!(parse_comment(&broken).is_err(), "{broken}");
         }
+    }
+
+    /// Found by fuzzing: a parent's name that is not UTF-8 (any bytes, as
+    /// prctl(PR_SET_NAME) allows) came back as U+FFFD, and a long one made
+    /// the comment, and `-r` of its file, fail.
+    #[test]
+    fn a_parent_name_of_any_bytes_reads_back() {
+        let mut m = meta(b"curl", SocketName::Unnamed, SocketName::Unnamed);
+        let process = ProcessFacts {
+            uid: 1,
+            gid: 1,
+            ppid: 2,
+            parent_comm: Comm::new(b"\x88\x13\xff\xfe\xfd\xfc\xfb"),
+            cgroup_id: 3,
+        };
+        m.process = Some(process);
+        let text = comment(&m, None);
+        assert!(text.contains(" pcomm=%88%13%FF%FE%FD%FC%FB "), "{text}");
+        assert_eq!(parse_comment(&text), Ok(Comment::Message { meta: OwnedMeta::of(&m), part: None }));
     }
 
     #[test]

@@ -316,6 +316,15 @@ mod tests {
         Cli::try_parse_from(std::iter::once("sockdump").chain(args.iter().copied()))
     }
 
+    /// The extcap passes each option with its value in one argument
+    /// (`sockdump_extcap::Capture::options`): a value may start with `-`.
+    #[test]
+    fn extcap_options_with_dashed_values() {
+        let filter = sockdump_extcap::filter::to_options("comm -bash and sock -rel and pid 3").unwrap();
+        let cli = parse(&filter.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        assert_eq!((cli.comm.as_deref(), cli.sock_prefix(), cli.pid), (Some("-bash"), Some("-rel"), Some(3)));
+    }
+
     #[test]
     fn defaults_are_the_original_tools() {
         let cli = parse(&[]).unwrap();
