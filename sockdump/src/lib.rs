@@ -14,6 +14,7 @@ pub mod containers;
 pub mod extcap;
 pub mod file;
 pub mod filter;
+mod generations;
 pub mod messages;
 pub mod output;
 pub mod privileges;

@@ -6,22 +6,32 @@
 
 use std::sync::Arc;
 
-use foldhash::HashMap;
-
 use sockdump_common::{show_args, ProcRecord};
+
+use crate::generations::Generations;
 
 /// Processes remembered, at most twice this: when the newer table fills it
 /// becomes the older one and the oldest is forgotten, so a capture that
 /// sees millions of short-lived processes stays bounded.
 const GENERATION: usize = 16384;
+/// And their command lines' bytes per generation: an exec loop of 4 KiB
+/// command lines would otherwise hold 128 MiB.
+const LINE_BYTES: usize = 4 << 20;
 
 /// pid → command line (None: unknown, e.g. gone before it was looked up).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Processes {
-    newer: HashMap<u32, Option<Arc<str>>>,
-    older: HashMap<u32, Option<Arc<str>>>,
+    lines: Generations<u32, Option<Arc<str>>>,
     /// Where /proc is: the tests point it elsewhere.
     proc_root: Option<std::path::PathBuf>,
+}
+
+impl Default for Processes {
+    fn default() -> Self {
+        // a line shared with a parent is counted again: a bound, not a tally
+        let bytes = |line: &Option<Arc<str>>| line.as_deref().map_or(0, str::len);
+        Processes { lines: Generations::weighed(GENERATION, LINE_BYTES, bytes), proc_root: None }
+    }
 }
 
 impl Processes {
@@ -67,15 +77,11 @@ impl Processes {
     }
 
     fn lookup(&self, pid: u32) -> Option<&Option<Arc<str>>> {
-        self.newer.get(&pid).or_else(|| self.older.get(&pid))
+        self.lines.peek(&pid)
     }
 
     fn insert(&mut self, pid: u32, line: Option<Arc<str>>) {
-        if self.newer.len() >= GENERATION {
-            self.older = std::mem::take(&mut self.newer);
-        }
-        self.older.remove(&pid);
-        self.newer.insert(pid, line);
+        self.lines.insert(pid, line);
     }
 }
 
@@ -149,7 +155,30 @@ mod tests {
                 cgroup_path: String::new(),
             });
         }
-        assert!(p.newer.len() + p.older.len() <= 2 * GENERATION);
+        assert!(p.lines.len() <= 2 * GENERATION);
         assert!(p.knows(GENERATION as u32 * 5 - 1));
+    }
+
+    #[test]
+    fn long_command_lines_are_bounded_by_their_bytes() {
+        let mut p = Processes::new();
+        let cmdline = [b'x'; 4095];
+        let mut most = 0;
+        for pid in 0..GENERATION as u32 {
+            p.record(&ProcRecord::Exec {
+                pid,
+                ppid: 1,
+                cmdline: &cmdline,
+                truncated: true,
+                cgroup_id: 1,
+                cgroup_path: String::new(),
+            });
+            if pid % 512 == 511 {
+                let held = (0..=pid).filter_map(|pid| p.lookup(pid).cloned().flatten());
+                most = most.max(held.map(|l| l.len()).sum());
+            }
+        }
+        assert!(most <= 2 * (LINE_BYTES + 4100), "{most} bytes of command lines");
+        assert!(p.knows(GENERATION as u32 - 1));
     }
 }

@@ -7,15 +7,22 @@
 //! they came, so output stays in time order. Pure: no kernel, no clock.
 
 use std::collections::VecDeque;
-
-use foldhash::HashMap;
 use std::ops::Range;
 
 use sockdump_common::{Comm, DecodeError, Event, ReadRecord, Reader};
 
+use crate::generations::Generations;
+
 /// Reads kept per receiving socket: enough for the messages still held
 /// back, while a socket read in tiny pieces by turns cannot grow the table.
 const READS_PER_SOCKET: usize = 4096;
+/// Receiving sockets and reads kept per generation, whatever the window: a
+/// flood of new sockets forgets the reads of those not read lately (their
+/// messages, if still held, leave with no reader named). Two generations
+/// hold more than the default reads ring does (32768 reads), so that a
+/// capture that fell behind by a ring still finds them; 2 MiB of reads.
+const READ_SOCKETS: usize = 28672;
+const READS: usize = 32768;
 
 /// A reading thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +43,15 @@ struct Read {
 }
 
 /// The reads seen on each receiving socket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ReadLog {
-    sockets: HashMap<u64, VecDeque<Read>>,
+    sockets: Generations<u64, VecDeque<Read>>,
+}
+
+impl Default for ReadLog {
+    fn default() -> Self {
+        ReadLog { sockets: Generations::weighed(READ_SOCKETS, READS, VecDeque::len) }
+    }
 }
 
 impl ReadLog {
@@ -46,7 +59,8 @@ impl ReadLog {
         if range.is_empty() {
             return;
         }
-        let reads = self.sockets.entry(socket).or_default();
+        // most sockets see one read (a thread reading on is merged)
+        let reads = self.sockets.get_or_insert_with(socket, || VecDeque::with_capacity(1));
         // a thread reading on where it stopped: one read
         if let Some(last) = reads.back_mut() {
             if last.thread == thread && last.range.end == range.start {
@@ -55,17 +69,21 @@ impl ReadLog {
                 return;
             }
         }
-        if reads.len() == READS_PER_SOCKET {
+        let full = reads.len() == READS_PER_SOCKET;
+        if full {
             reads.pop_front();
         }
         reads.push_back(Read { range, thread, at_ns });
+        if !full {
+            self.sockets.grew(1);
+        }
     }
 
     /// The reader of `message`'s first unit, and how many other threads
     /// read parts of it, with whether its last unit was read too; None
     /// until its first unit was read.
     fn reader_of(&self, socket: u64, message: &Range<u64>) -> Option<(Reader, bool)> {
-        let reads = self.sockets.get(&socket)?;
+        let reads = self.sockets.peek(&socket)?;
         let first = reads.iter().rev().find(|r| r.range.contains(&message.start))?.thread;
         let last = message.end.saturating_sub(1).max(message.start);
         let whole = reads.iter().any(|r| r.range.contains(&last));
@@ -396,15 +414,44 @@ mod tests {
         for i in 0..10 {
             log.add(1, i..i + 1, t(5), 100 + i);
         }
-        assert_eq!(log.sockets[&1].len(), 1);
+        assert_eq!(log.sockets.peek(&1).map(VecDeque::len), Some(1));
         log.add(2, 0..1, t(6), 10);
         log.forget_before(50);
-        assert!(!log.sockets.contains_key(&2));
+        assert!(log.sockets.peek(&2).is_none());
         for i in 0..(READS_PER_SOCKET as u64 + 10) {
             log.add(3, i..i + 1, t(i as u32 % 2), 400);
         }
-        assert_eq!(log.sockets[&3].len(), READS_PER_SOCKET);
+        assert_eq!(log.sockets.peek(&3).map(VecDeque::len), Some(READS_PER_SOCKET));
         assert_eq!(log.reader_of(3, &(0..1)), None);
+    }
+
+    #[test]
+    fn a_flood_of_sockets_within_a_window_is_bounded_and_live_ones_stay() {
+        let mut log = ReadLog::default();
+        let t = |tid| Thread { pid: 1, tid, comm: Comm::new(b"x"), uid: 0, cgroup_id: 1 };
+        let (mut most_sockets, mut most_reads) = (0, 0);
+        for socket in 10..1_000_010 {
+            // one read each, all within one window: time forgets none
+            log.add(socket, 0..64, t(7), 100);
+            // socket 1 is read on now and then, by turns
+            if socket % 1000 == 0 {
+                log.add(1, socket..socket + 1, t(socket as u32 % 2), 100);
+                assert!(log.reader_of(1, &(socket..socket + 1)).is_some());
+            }
+            if socket % 997 == 0 {
+                let mut reads = 0;
+                log.sockets.retain(|_, r| {
+                    reads += r.len();
+                    true
+                });
+                most_reads = most_reads.max(reads);
+            }
+            most_sockets = most_sockets.max(log.sockets.len());
+        }
+        assert!(most_sockets <= 2 * READ_SOCKETS, "{most_sockets} sockets");
+        assert!(most_reads <= 2 * READS, "{most_reads} reads");
+        assert!(log.reader_of(1, &(1_000_000..1_000_001)).is_some(), "the live socket's reads stay");
+        assert!(log.reader_of(10, &(0..1)).is_none(), "the first socket's were forgotten");
     }
 
     #[test]

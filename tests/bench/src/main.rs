@@ -8,8 +8,12 @@
 //! `sockdump-bench writers [--messages N] [--rounds N] [--realistic-only]`
 //! measures the pcapng sink with realistic events and compares the capture
 //! file writers (no root, no capture).
+//! `sockdump-bench soak [--quick] [--pairs N] [--messages M] [--size B]
+//! [--hook H] [--output FILE] [--sockdump PATH]`: sockdump's peak memory and
+//! CPU over a million socketpairs; `soak-workload` is its traffic.
 
 mod measure;
+mod soak;
 mod workload;
 mod writers;
 
@@ -60,6 +64,27 @@ fn real_main() -> Result<()> {
         }
         return writers::run(&options, &mut measure::Report { text: String::new() });
     }
+    if args.first().map(String::as_str) == Some("soak-workload") {
+        let mut rest = args[1..].iter();
+        let (mut pairs, mut messages, mut size) = (None, None, None);
+        while let Some(arg) = rest.next() {
+            let value = rest.next().with_context(|| format!("{arg} needs a value"))?;
+            match arg.as_str() {
+                "--pairs" => pairs = Some(value.parse()?),
+                "--messages" => messages = Some(value.parse()?),
+                "--size" => size = Some(value.parse()?),
+                other => bail!("unknown argument {other}"),
+            }
+        }
+        return soak::workload(
+            pairs.context("--pairs")?,
+            messages.context("--messages")?,
+            size.context("--size")?,
+        );
+    }
+    if args.first().map(String::as_str) == Some("soak") {
+        return soak::run(&soak_options(&args[1..])?);
+    }
     let mut options = measure::Options {
         sockdump: std::env::current_exe()?.with_file_name("sockdump"),
         quick: false,
@@ -94,4 +119,40 @@ fn real_main() -> Result<()> {
         }
     }
     measure::run_all(&options)
+}
+
+const SOAK_USAGE: &str = "usage: sockdump-bench soak [--quick] [--pairs N] [--messages M] [--size B] [--hook H] [--output FILE] [--sockdump PATH]";
+
+/// A million socketpairs and ten million messages unless told otherwise;
+/// `--quick`: the same pairs with one message each way.
+fn soak_options(args: &[String]) -> Result<soak::Options> {
+    let mut options = soak::Options {
+        sockdump: std::env::current_exe()?.with_file_name("sockdump"),
+        hook: "auto".into(),
+        pairs: 1_000_000,
+        messages: 10_000_000,
+        size: 64,
+        output: PathBuf::from("/dev/null"),
+    };
+    let (mut messages, mut quick) = (None, false);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--quick" {
+            quick = true;
+            continue;
+        }
+        let value = args.next().with_context(|| format!("{arg} needs a value; {SOAK_USAGE}"))?;
+        let number = || value.parse::<u64>().with_context(|| format!("{arg}: {value} is not a number"));
+        match arg.as_str() {
+            "--pairs" => options.pairs = number()?,
+            "--messages" => messages = Some(number()?),
+            "--size" => options.size = number()? as usize,
+            "--hook" => options.hook = value.clone(),
+            "--output" => options.output = PathBuf::from(value),
+            "--sockdump" => options.sockdump = PathBuf::from(value),
+            other => bail!("unknown argument {other}; {SOAK_USAGE}"),
+        }
+    }
+    options.messages = messages.unwrap_or(if quick { 2 * options.pairs } else { options.messages });
+    Ok(options)
 }

@@ -106,31 +106,36 @@ impl Programs {
     }
 }
 
-struct Sockdump {
-    child: Child,
+pub(crate) struct Sockdump {
+    pub(crate) child: Child,
     /// the hook family it said it listens with
-    family: &'static Family,
+    pub(crate) family: &'static Family,
     startup: Duration,
     /// CPU it had used when it started listening (loading, BTF)
-    startup_cpu: Duration,
+    pub(crate) startup_cpu: Duration,
     /// its programs: those loaded while it started (others loading at the
     /// same time would count too)
     programs: Programs,
-    stderr: mpsc::Receiver<String>,
+    pub(crate) stderr: mpsc::Receiver<String>,
 }
 
 /// sockdump with `--hook hook` and `args`, once it listens; the error says
 /// what it printed when it gave up (e.g. a hook this kernel lacks).
-fn start_sockdump(opts: &Options, hook: &str, args: &[String], stdout: Stdio) -> Result<Sockdump> {
+pub(crate) fn start_sockdump(
+    sockdump: &Path,
+    hook: &str,
+    args: &[String],
+    stdout: Stdio,
+) -> Result<Sockdump> {
     let before = program_ids();
     let started = Instant::now();
-    let mut child = Command::new(&opts.sockdump)
+    let mut child = Command::new(sockdump)
         .args(["--hook", hook])
         .args(args)
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start {}", opts.sockdump.display()))?;
+        .with_context(|| format!("cannot start {}", sockdump.display()))?;
     let (tx, stderr) = mpsc::channel();
     let pipe = child.stderr.take().context("stderr")?;
     std::thread::spawn(move || {
@@ -182,7 +187,7 @@ fn process_cpu(pid: u32) -> Result<Duration> {
 
 /// The peak resident memory of a running process. Not wait4's ru_maxrss:
 /// that also counts what the child shared with this process before exec.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
     Ok(line.split_whitespace().nth(1).context("VmHWM value")?.parse()?)
@@ -202,16 +207,16 @@ fn stop_sockdump(run: Sockdump) -> Result<SockdumpStats> {
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let cpu = (tv(usage.ru_utime) + tv(usage.ru_stime)).saturating_sub(run.startup_cpu);
-    let mut stats = SockdumpStats { cpu, max_rss_kib, ..Default::default() };
-    let line = run
-        .stderr
-        .iter()
-        .find(|l| l.contains(" packets captured, "))
-        .context("sockdump printed no totals")?;
+    let (captured, lost) = totals(&run.stderr)?;
+    Ok(SockdumpStats { captured, lost, cpu, max_rss_kib })
+}
+
+/// (captured, lost) from sockdump's closing `N packets captured, M lost`.
+pub(crate) fn totals(stderr: &mpsc::Receiver<String>) -> Result<(u64, u64)> {
+    let line =
+        stderr.iter().find(|l| l.contains(" packets captured, ")).context("sockdump printed no totals")?;
     let (captured, rest) = line.split_once(" packets captured, ").context("totals")?;
-    stats.captured = captured.parse()?;
-    stats.lost = rest.trim_end_matches(" lost").parse()?;
-    Ok(stats)
+    Ok((captured.parse()?, rest.trim_end_matches(" lost").parse()?))
 }
 
 struct WorkloadRun {
@@ -276,7 +281,7 @@ fn start_watcher(opts: &Options, config: Config, scratch: &Path) -> Result<Optio
         }
         Watcher::NoMatch => vec!["--sock".into(), "/nonexistent/sockdump-bench".into()],
     };
-    start_sockdump(opts, family.name, &args, Stdio::null()).map(Some)
+    start_sockdump(&opts.sockdump, family.name, &args, Stdio::null()).map(Some)
 }
 
 /// One workload run.
@@ -380,7 +385,7 @@ struct Hook {
 fn resolve_hooks(opts: &Options, report: &mut Report) -> Result<Vec<Hook>> {
     let mut hooks: Vec<Hook> = Vec::new();
     for hook in &opts.hooks {
-        let run = match start_sockdump(opts, hook, &["--pid".into(), "1".into()], Stdio::null()) {
+        let run = match start_sockdump(&opts.sockdump, hook, &["--pid".into(), "1".into()], Stdio::null()) {
             Ok(run) => run,
             Err(err) => {
                 report.line(format!("- --hook {hook}: skipped: {err:#}"));
@@ -505,8 +510,12 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     for rate in [Some(50_000u64), Some(100_000), Some(200_000), None] {
         let count = rate.map_or(full, |r| (r as f64 * seconds * 2.0) as u64);
         let workload = spawn_workload(1024, count, rate, &[])?;
-        let capture =
-            start_sockdump(opts, first.name, &["--pid".into(), workload.pid.to_string()], Stdio::null())?;
+        let capture = start_sockdump(
+            &opts.sockdump,
+            first.name,
+            &["--pid".into(), workload.pid.to_string()],
+            Stdio::null(),
+        )?;
         let achieved = finish_workload(workload)?;
         let stats = stop_sockdump(capture)?;
         let label = rate
@@ -521,7 +530,12 @@ fn run_all_in(opts: &Options, scratch: &Path) -> Result<()> {
     for hook in &hooks {
         let mut startups: Vec<f64> = Vec::new();
         for _ in 0..reps.max(3) {
-            let run = start_sockdump(opts, hook.family.name, &["--pid".into(), "1".into()], Stdio::null())?;
+            let run = start_sockdump(
+                &opts.sockdump,
+                hook.family.name,
+                &["--pid".into(), "1".into()],
+                Stdio::null(),
+            )?;
             startups.push(run.startup.as_secs_f64() * 1000.0);
             stop_sockdump(run)?;
         }
