@@ -1,7 +1,7 @@
-//! An endless capture keeps bounded memory: 200000 socketpairs (400000
+//! An endless capture keeps bounded memory: 100000 socketpairs (200000
 //! sockets, each pair one conversation) captured to pcapng. Before the
 //! tables forgot old sockets, sockdump's peak RSS grew with every socket
-//! (over 150 MiB here); now it stays below the 64 MiB, of which
+//! (114 MiB in the debug build the tests run); now it stays below the 64 MiB, of which
 //! the kernel's ring buffers mapped in take 22 MiB.
 
 mod common;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{skip_unless_root, Sockdump};
 
-const PAIRS: usize = 200_000;
+const PAIRS: usize = 100_000;
 /// Pairs open at once, their messages interleaved: live conversations.
 const BATCH: usize = 256;
 const LIMIT_KIB: u64 = 64 * 1024;
@@ -24,8 +24,8 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 #[test]
-fn memory_stays_bounded_over_200000_socketpairs() {
-    if skip_unless_root("memory_stays_bounded_over_200000_socketpairs") {
+fn memory_stays_bounded_over_100000_socketpairs() {
+    if skip_unless_root("memory_stays_bounded_over_100000_socketpairs") {
         return;
     }
     let capture = Sockdump::start(&["--comm", "sdmempairs", "--format", "pcapng", "-o", "/dev/null"]);
@@ -57,6 +57,9 @@ fn memory_stays_bounded_over_200000_socketpairs() {
                     a.read_exact(&mut buf).unwrap();
                 }
                 sent += 2 * BATCH as u64;
+                // at about 20000 messages a second: the debug build the
+                // tests run keeps up, so its tables see every socket
+                std::thread::sleep(Duration::from_millis(25));
             }
             sent
         })
