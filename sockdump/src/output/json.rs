@@ -2,14 +2,14 @@
 //! pipelines and scripts. The fields are documented in `docs/JSON.md` and
 //! named as the pcapng comment keys are.
 
-use std::borrow::Cow;
+use std::fmt::{self, Display, Write as _};
 use std::io::{self, Write};
 
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat};
-use serde::Serialize;
+use chrono::{DateTime, Datelike, Timelike};
+use serde::{Serialize, Serializer};
 use sockdump_common::meta::FLAG_NAMES;
-use sockdump_common::{Container, Event, Reader, SockType, SocketName};
+use sockdump_common::{Container, Event, EventFlags, Reader, SockType, SocketName};
 
 use super::{Sink, Stats};
 use crate::clock::WallClock;
@@ -36,6 +36,7 @@ impl<W: Write> Sink for JsonSink<W> {
         // beyond i64 (the year 2262) only a crafted file goes
         let time_ns = self.clock.epoch_ns(event.timestamp_ns).clamp(i64::MIN.into(), i64::MAX.into()) as i64;
         let record = Record::of(event, time_ns, &self.data);
+        // the whole line first: a regular file ends at a whole line
         self.line.clear();
         let mut serializer = serde_json::Serializer::with_formatter(&mut self.line, TerminalSafe);
         record.serialize(&mut serializer).map_err(io::Error::other)?;
@@ -57,14 +58,14 @@ impl<W: Write> Sink for JsonSink<W> {
 }
 
 /// One message as a JSON object; fields that do not apply are left out.
+/// Strings are written straight into the line (no allocation per message).
 #[derive(Serialize)]
 struct Record<'a> {
-    /// RFC 3339, UTC, nanoseconds.
-    time: String,
+    time: Rfc3339,
     time_ns: i64,
     pid: u32,
     tid: u32,
-    comm: Cow<'a, str>,
+    comm: Text<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +73,7 @@ struct Record<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ppid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pcomm: Option<Cow<'a, str>>,
+    pcomm: Option<Text<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroup: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,15 +89,15 @@ struct Record<'a> {
     sock_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     type_number: Option<u16>,
-    path: Cow<'a, str>,
-    peer_path: Cow<'a, str>,
+    path: Name<'a>,
+    peer_path: Name<'a>,
     ino: u64,
     peer_ino: u64,
     len: u32,
     captured: usize,
     truncated: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    flags: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Flags::is_empty")]
+    flags: Flags,
     data: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<&'a str>,
@@ -106,7 +107,7 @@ struct Record<'a> {
 struct ReaderRecord<'a> {
     pid: u32,
     tid: u32,
-    comm: Cow<'a, str>,
+    comm: Text<'a>,
     /// Threads that read parts of the message, when more than one.
     #[serde(skip_serializing_if = "Option::is_none")]
     readers: Option<u64>,
@@ -155,7 +156,7 @@ impl<'a> Record<'a> {
             Reader::Thread { pid, tid, ref comm, others, uid, cgroup_id } => Some(Some(ReaderRecord {
                 pid,
                 tid,
-                comm: text_of(comm.as_bytes()),
+                comm: Text(comm.as_bytes()),
                 readers: (others > 0).then(|| u64::from(others) + 1),
                 uid,
                 cgroup: (cgroup_id != 0).then_some(cgroup_id),
@@ -163,18 +164,16 @@ impl<'a> Record<'a> {
                 container: context.reader_container.as_deref().map(ContainerRecord::of),
             })),
         };
-        let flags =
-            FLAG_NAMES.iter().filter(|(bit, _)| event.flags.0 & bit != 0).map(|(_, name)| *name).collect();
         Record {
-            time: DateTime::from_timestamp_nanos(time_ns).to_rfc3339_opts(SecondsFormat::Nanos, true),
+            time: Rfc3339(time_ns),
             time_ns,
             pid: event.pid,
             tid: event.tid,
-            comm: text_of(event.comm),
+            comm: Text(event.comm),
             uid: process.map(|p| p.uid),
             gid: process.map(|p| p.gid),
             ppid: process.map(|p| p.ppid),
-            pcomm: process.map(|p| text_of(p.parent_comm.as_bytes())),
+            pcomm: process.map(|p| Text(p.parent_comm.as_bytes())),
             cgroup: process.map(|p| p.cgroup_id).filter(|&id| id != 0),
             args: context.args.as_deref(),
             container: context.container.as_deref().map(ContainerRecord::of),
@@ -185,44 +184,106 @@ impl<'a> Record<'a> {
                 SockType::Other(raw) => Some(raw),
                 _ => None,
             },
-            path: name_of(event.path),
-            peer_path: name_of(event.peer_path),
+            path: Name(event.path),
+            peer_path: Name(event.peer_path),
             ino: event.sock_ino,
             peer_ino: event.peer_ino,
             len: event.len,
             captured: event.data.len(),
             truncated: event.data.len() < event.len as usize,
-            flags,
+            flags: Flags(event.flags),
             data,
             text: std::str::from_utf8(event.data).ok(),
         }
     }
 }
 
-/// A socket name as users write it: `@` before abstract names, empty for
-/// unnamed sockets.
-fn name_of(name: SocketName<'_>) -> Cow<'_, str> {
-    match name {
-        SocketName::Unnamed => Cow::Borrowed(""),
-        SocketName::Path(path) => text_of(path),
-        SocketName::Abstract(name) => Cow::Owned(format!("@{}", text_of(name))),
+/// A JSON string from a `Display`, escaped as it is written.
+macro_rules! serialize_as_string {
+    ($($type:ty),*) => {$(
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+serialize_as_string!(Rfc3339, Text<'_>, Name<'_>);
+
+/// Nanoseconds since the epoch as RFC 3339 in UTC, all nine digits
+/// (chrono's own formatting allocates).
+struct Rfc3339(i64);
+
+impl Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = DateTime::from_timestamp_nanos(self.0);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond()
+        )
     }
 }
 
-/// Bytes as a string: as they are when UTF-8, else with every byte that
-/// is not part of valid UTF-8 written `\xNN`.
-fn text_of(bytes: &[u8]) -> Cow<'_, str> {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        return Cow::Borrowed(text);
+/// Bytes as text: as they are when UTF-8, else with every byte that is
+/// not part of valid UTF-8 written `\xNN`.
+struct Text<'a>(&'a [u8]);
+
+impl Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            for byte in chunk.invalid() {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
     }
-    let mut out = String::with_capacity(bytes.len() + 8);
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
+}
+
+/// A socket name as users write it: `@` before abstract names, empty for
+/// unnamed sockets, and `./` before a relative path that starts with `@`
+/// (the same file, not taken for an abstract name).
+struct Name<'a>(SocketName<'a>);
+
+impl Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            SocketName::Unnamed => Ok(()),
+            SocketName::Path(path) => {
+                if path.starts_with(b"@") {
+                    f.write_str("./")?;
+                }
+                Text(path).fmt(f)
+            }
+            SocketName::Abstract(name) => {
+                f.write_char('@')?;
+                Text(name).fmt(f)
+            }
         }
     }
-    Cow::Owned(out)
+}
+
+/// The truncation and destination flags by name, in bit order.
+struct Flags(EventFlags);
+
+impl Flags {
+    fn is_empty(&self) -> bool {
+        self.0 .0 == 0
+    }
+}
+
+impl Serialize for Flags {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bits = self.0 .0;
+        serializer.collect_seq(FLAG_NAMES.iter().filter(|(bit, _)| bits & bit != 0).map(|(_, name)| name))
+    }
 }
 
 /// serde_json escapes C0 controls; DEL and the C1 controls (U+0080 to
@@ -233,14 +294,26 @@ struct TerminalSafe;
 
 impl serde_json::ser::Formatter for TerminalSafe {
     fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        let mut rest = fragment;
-        while let Some(at) = rest.find(|c: char| ('\u{7f}'..='\u{9f}').contains(&c)) {
-            writer.write_all(&rest.as_bytes()[..at])?;
-            let control = rest[at..].chars().next().unwrap_or_default();
-            write!(writer, "\\u{:04x}", u32::from(control))?;
-            rest = &rest[at + control.len_utf8()..];
+        // By bytes, not chars: in UTF-8 the C1 controls are 0xc2 0x80..=0x9f.
+        let bytes = fragment.as_bytes();
+        let (mut start, mut at) = (0, 0);
+        while at < bytes.len() {
+            let control = match (bytes[at], bytes.get(at + 1)) {
+                (0x7f, _) => Some((0x7f, 1)),
+                (0xc2, Some(&second @ 0x80..=0x9f)) => Some((second, 2)),
+                _ => None,
+            };
+            match control {
+                Some((code, width)) => {
+                    writer.write_all(&bytes[start..at])?;
+                    write!(writer, "\\u{code:04x}")?;
+                    at += width;
+                    start = at;
+                }
+                None => at += 1,
+            }
         }
-        writer.write_all(rest.as_bytes())
+        writer.write_all(&bytes[start..])
     }
 }
 
@@ -329,18 +402,109 @@ mod tests {
         assert_eq!((v["type"].as_str(), v["type_number"].as_u64()), (Some("unknown"), Some(9)));
     }
 
+    /// A line as written, with none of DEL, ESC, CSI (C1) or NUL raw in it.
+    fn terminal_safe_line(event: &Event<'_>) -> Vec<u8> {
+        let mut sink = JsonSink::new(Vec::new(), WallClock::with_offset(0), false);
+        sink.write_event(event).unwrap();
+        for raw in [&b"\x1b"[..], b"\x07", b"\x7f", "\u{9b}".as_bytes(), "\u{85}".as_bytes(), b"\0"] {
+            assert!(!sink.out.windows(raw.len()).any(|w| w == raw), "{raw:?} left raw");
+        }
+        sink.out
+    }
+
     #[test]
     fn control_characters_never_leave_raw() {
-        let line = {
-            let mut sink = JsonSink::new(Vec::new(), WallClock::with_offset(0), false);
-            sink.write_event(&event("\u{1b}[2J\u{7f}\u{9b}31m\u{a0}ok".as_bytes())).unwrap();
-            sink.out
-        };
-        for raw in [&b"\x1b"[..], b"\x7f", "\u{9b}".as_bytes()] {
-            assert!(!line.windows(raw.len()).any(|w| w == raw), "{raw:?} left raw");
-        }
+        let line = terminal_safe_line(&event("\u{1b}[2J\u{7f}\u{9b}31m\u{a0}\u{85}ok\u{c2}".as_bytes()));
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-        assert_eq!(v["text"], "\u{1b}[2J\u{7f}\u{9b}31m\u{a0}ok", "the text is still exact");
+        assert_eq!(v["text"], "\u{1b}[2J\u{7f}\u{9b}31m\u{a0}\u{85}ok\u{c2}", "the text is still exact");
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.contains(r#""text":"\u001b[2J\u007f\u009b31m"#), "{text}");
+        assert!(text.contains("\u{a0}\\u0085ok\u{c2}\""), "U+00A0 and U+00C2 are printable: {text}");
+    }
+
+    #[test]
+    fn hostile_names() {
+        let mut ev = event(b"x");
+        ev.comm = "\u{1b}]0;pwned\u{7}\u{9d}".as_bytes();
+        ev.path = SocketName::Abstract(b"a\0b\xfe\x7f");
+        ev.peer_path = SocketName::Path("/tmp/\u{9b}2J\n".as_bytes());
+        ev.process = Some(ProcessFacts { parent_comm: Comm::new(b"sh\xc3\x7f"), ..ProcessFacts::default() });
+        let v: serde_json::Value = serde_json::from_slice(&terminal_safe_line(&ev)).unwrap();
+        assert_eq!(v["comm"], "\u{1b}]0;pwned\u{7}\u{9d}");
+        assert_eq!(v["path"], "@a\u{0}b\\xfe\u{7f}");
+        assert_eq!(v["peer_path"], "/tmp/\u{9b}2J\n");
+        assert_eq!(v["pcomm"], "sh\\xc3\u{7f}");
+    }
+
+    #[test]
+    fn socket_names() {
+        let mut ev = event(b"x");
+        ev.path = SocketName::Path(b"@relative");
+        ev.peer_path = SocketName::Abstract(b"");
+        let v = json(&ev);
+        assert_eq!((v["path"].as_str(), v["peer_path"].as_str()), (Some("./@relative"), Some("@")));
+    }
+
+    #[test]
+    fn every_flag_by_name() {
+        use sockdump_common::abi::flag;
+        let mut ev = event(b"");
+        ev.len = 70_000;
+        ev.flags = EventFlags(flag::PEER_IS_DEST | flag::UNREADABLE | flag::TRUNC_SEGS);
+        let v = json(&ev);
+        assert_eq!(v["flags"], serde_json::json!(["trunc_segs", "unreadable", "peer_is_dest"]));
+        assert_eq!((v["captured"].as_u64(), v["truncated"].as_bool()), (Some(0), Some(true)));
+        assert_eq!((v["data"].as_str(), v["text"].as_str()), (Some(""), Some("")));
+        ev.flags = EventFlags(flag::PEER_IS_DEST);
+        ev.len = 0;
+        let v = json(&ev);
+        assert_eq!(
+            (v["flags"].clone(), v["truncated"].as_bool()),
+            (serde_json::json!(["peer_is_dest"]), Some(false))
+        );
+    }
+
+    #[test]
+    fn times() {
+        for (ns, shown) in [
+            (0, "1970-01-01T00:00:00.000000000Z"),
+            (-1, "1969-12-31T23:59:59.999999999Z"),
+            (1_795_716_000_123_456_789, "2026-11-26T18:00:00.123456789Z"),
+            (i64::MAX, "2262-04-11T23:47:16.854775807Z"),
+        ] {
+            assert_eq!(Rfc3339(ns).to_string(), shown);
+        }
+        // a crafted file's timestamp past i64 is clamped, not wrapped
+        let mut sink = JsonSink::new(Vec::new(), WallClock::with_offset(i128::from(i64::MAX)), false);
+        sink.write_event(&event(b"x")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&sink.out).unwrap();
+        assert_eq!(v["time_ns"], i64::MAX);
+    }
+
+    /// Counts flushes.
+    #[derive(Default)]
+    struct Flushes(usize);
+
+    impl Write for Flushes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flushed_per_message_or_per_drain() {
+        for (flush_each, after_two) in [(true, 2), (false, 0)] {
+            let mut sink = JsonSink::new(Flushes::default(), WallClock::with_offset(0), flush_each);
+            sink.write_event(&event(b"a")).unwrap();
+            sink.write_event(&event(b"b")).unwrap();
+            assert_eq!(sink.out.0, after_two, "flush_each {flush_each}");
+            sink.flush().unwrap();
+            assert_eq!(sink.out.0, after_two + 1);
+        }
     }
 
     #[test]
