@@ -40,6 +40,13 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SOCKDUMP_LLVM_STRIP");
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // the architecture the binary is built for: the programs read its
+    // registers and syscall numbers (bpf/kernel_types.h, bpf/syscall_send.h)
+    let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => "-D__TARGET_ARCH_x86",
+        Ok("aarch64") => "-D__TARGET_ARCH_arm64",
+        other => panic!("the eBPF programs are written for x86_64 and aarch64, not {other:?}"),
+    };
     let clang = env::var("SOCKDUMP_CLANG").unwrap_or_else(|_| "clang".into());
     let strip = env::var("SOCKDUMP_LLVM_STRIP").unwrap_or_else(|_| "llvm-strip".into());
     // Extra flags, e.g. to prove the VM matrix catches a broken CO-RE access.
@@ -48,7 +55,7 @@ fn main() {
     for (source, name, defines) in OBJECTS {
         let object = out.join(format!("{name}.bpf.o"));
         let status = Command::new(&clang)
-            .args(["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86"])
+            .args(["-g", "-O2", "-target", "bpf", "-mcpu=v3", arch])
             .args(["-Wall", "-Werror", "-Iinclude", "-Ibpf"])
             .args(*defines)
             .args(extra.split_whitespace())

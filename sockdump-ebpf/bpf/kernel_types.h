@@ -40,6 +40,7 @@ enum bpf_map_type {
 /* Helper ids, for checking with CO-RE whether the running kernel has one. */
 enum bpf_func_id {
 	BPF_FUNC_get_current_task_btf = 158,
+	BPF_FUNC_task_pt_regs = 175,
 };
 
 /* UAPI flags of bpf_ringbuf_output() and bpf_ringbuf_query() */
@@ -49,9 +50,33 @@ enum bpf_func_id {
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
+#if defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long di, si, dx, cx, r8, r9, r10, ax, orig_ax, sp, ip;
 };
+#elif defined(__TARGET_ARCH_arm64)
+/* what a kprobe's context is read as (bpf_tracing.h's PT_REGS_PARM*) */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+
+/* The kernel's: user_pt_regs's fields (in an anonymous union, which CO-RE
+ * looks into), then the syscall's first argument, which the return value
+ * overwrites in regs[0], and its number. */
+struct pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+	__u64 orig_x0;
+	__s32 syscallno;
+};
+#else
+#error "the eBPF programs are built for x86 (-D__TARGET_ARCH_x86) or arm64 (-D__TARGET_ARCH_arm64)"
+#endif
 
 /* the iterator inside struct msghdr */
 enum iter_type {
@@ -174,7 +199,8 @@ struct files_struct {
 };
 
 struct thread_info {
-	__u32 status;
+	__u32 status;	     /* x86 */
+	unsigned long flags; /* arm64 */
 };
 
 struct kernfs_node {

@@ -11,8 +11,8 @@
  * first, on another CPU or while the sender waits to run. A read that
  * takes numbers no send has taken yet therefore always leaves a record;
  * and a send to be recorded marks its receiver watched before it takes its
- * numbers, so that a reader taking them after it sees the mark (a locked
- * add orders the two on x86).
+ * numbers, so that a reader taking them after it sees the mark: a
+ * fetching add orders the two, on x86 and arm64 (see sent_so_far()).
  *
  * Sockets are known by their kernel address, which a new socket may take
  * over from a freed one, and the counts start at 0 when an address is first
@@ -75,6 +75,22 @@ static __always_inline __u64 take_numbers(__u64 *counter, __u32 units)
 	/* the result unused: a plain atomic add, which 5.10 has */
 	__sync_fetch_and_add(counter, units);
 	return *(volatile __u64 *)counter == before + units ? before : NUMBERS_RACED;
+#endif
+}
+
+/* The count `sent` of a socket whose read just took its numbers, read
+ * before anything the read looks at next (the queue's length, the mark).
+ * x86 never lets a load pass an older one; arm64 does, and BPF has no
+ * barrier: a fetching add of 0 is fully ordered there (LDADDAL, or an
+ * exclusive loop and DMB). Without fetching atomics (arm64 before 5.18)
+ * the two loads may pass each other, and a read then names nobody or
+ * moves its count past a send not yet read. */
+static __always_inline __u64 sent_so_far(__u64 *sent)
+{
+#if defined(__TARGET_ARCH_arm64) && defined(SOCKDUMP_ATOMIC_FETCH)
+	return __sync_fetch_and_add(sent, 0);
+#else
+	return *(volatile __u64 *)sent;
 #endif
 }
 
@@ -292,7 +308,7 @@ static __always_inline int number_read(__u64 rx, __u64 ino, __u16 type, int ret,
 		return 0;
 	units = rx_units(type, ret);
 	pos = take_numbers(&c->read, units);
-	sent = *(volatile __u64 *)&c->sent;
+	sent = sent_so_far(&c->sent);
 	/* ahead of the sends: the sender of what this read took has not
 	 * counted it yet */
 	ahead = pos + units > sent;

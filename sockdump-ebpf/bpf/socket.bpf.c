@@ -65,11 +65,15 @@ static __always_inline __u32 mmsg_index(__u64 base, __u32 vlen, bool failed)
 
 /* The registers of the syscall that made this send, or NULL when they
  * cannot tell where the bytes are. */
-static __always_inline struct pt_regs *syscall_regs(struct task_struct *task)
+static __always_inline struct pt_regs *syscall_regs(void)
 {
-	if ((task->flags & (PF_KTHREAD | PF_IO_WORKER)) || (task->thread_info.status & TS_COMPAT))
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs;
+
+	if (task->flags & (PF_KTHREAD | PF_IO_WORKER))
 		return NULL;
-	return (struct pt_regs *)bpf_task_pt_regs(task);
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	return compat_syscall(regs) ? NULL : regs;
 }
 
 /* The filters, on the send pending in scratch slot `slot`. A global
@@ -196,10 +200,10 @@ static __always_inline int capture_send(struct sock *sk, int ret, const bool tru
 		if (ret >= 0 && !number_pending(f, ret, pending_wanted(SLOT_STREAM)))
 			return 0;
 	}
-	regs = syscall_regs(bpf_get_current_task_btf());
+	regs = syscall_regs();
 	if (regs)
 		args_from_regs(regs, &args);
-	if (!regs || !send_from_syscall(&args, regs->orig_ax, f))
+	if (!regs || !send_from_syscall(&args, SYSCALL_NR(regs), f))
 		f->buffer.kind = BUFFER_NONE;
 	/* every message of a sendmmsg moves its index, failed or not */
 	if (f->kind == INFLIGHT_MMSGHDR) {

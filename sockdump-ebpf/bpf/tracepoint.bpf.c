@@ -16,13 +16,6 @@
 #include "syscall_send.h"
 #include <bpf/bpf_tracing.h>
 
-static __always_inline bool is_compat_syscall(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
-}
-
 /* The current task's open file table: max_fds and the file array. */
 static __always_inline int current_fds(__u32 *max_fds, struct file ***fds)
 {
@@ -96,8 +89,9 @@ static __always_inline const struct socket *unix_socket_of_fd(__u64 fd, struct s
 	return private_data;
 }
 
-/* The entry of syscall `id` with arguments `a` (fd first). */
-static __always_inline int syscall_enter(const struct syscall_args *a, long id)
+/* The entry of syscall `id` with arguments `a` (fd first), and its
+ * registers `regs` where the program has them. */
+static __always_inline int syscall_enter(const struct syscall_args *a, long id, const struct pt_regs *regs)
 {
 	struct inflight f = { .iter_left = ITER_LEFT_UNKNOWN };
 	const struct socket *sock;
@@ -106,7 +100,7 @@ static __always_inline int syscall_enter(const struct syscall_args *a, long id)
 	if (!send_from_syscall(a, id, &f))
 		return 0;
 	/* sockdump's own output (to a socket, a pipe, a file) never needs the fd lookup */
-	if (is_self() || is_compat_syscall())
+	if (is_self() || compat_syscall(regs))
 		return 0;
 	sock = unix_socket_of_fd(a->arg[0], &v);
 	if (!sock)
@@ -172,13 +166,13 @@ int BPF_PROG(tp_sys_enter, struct pt_regs *regs, long id)
 	struct syscall_args a;
 
 	args_from_regs(regs, &a);
-	return syscall_enter(&a, id);
+	return syscall_enter(&a, id, regs);
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
 {
-	return syscall_exit(regs->orig_ax, ret);
+	return syscall_exit(SYSCALL_NR(regs), ret);
 }
 
 /* The records raw_syscalls:sys_enter and sys_exit write for perf (their
@@ -207,7 +201,7 @@ int tp_sys_enter_perf(struct sys_enter_record *record)
 {
 	struct syscall_args a = record->args;
 
-	return syscall_enter(&a, record->id);
+	return syscall_enter(&a, record->id, NULL);
 }
 
 SEC("tracepoint/raw_syscalls/sys_exit")

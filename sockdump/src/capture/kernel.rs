@@ -10,9 +10,10 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// BPF's fetching atomic add came in 5.12; before, the fentry and kprobe
-/// objects count reads without it (bpf/readers.h). Unknown counts as older.
-const FETCHING_ATOMICS: (u32, u32) = (5, 12);
+/// BPF's fetching atomic add came in 5.12, and to arm64's JIT in 5.18;
+/// before, the fentry and kprobe objects count reads without it
+/// (bpf/readers.h). Unknown counts as older.
+const FETCHING_ATOMICS: (u32, u32) = if cfg!(target_arch = "aarch64") { (5, 18) } else { (5, 12) };
 
 /// Whether the running kernel's BPF has fetching atomics.
 pub fn has_fetching_atomics() -> bool {
@@ -151,7 +152,9 @@ mod tests {
         assert_eq!(version_of("6.1.0-56-amd64"), Some((6, 1)));
         assert_eq!(version_of("garbage"), None);
         assert!(!fetching_atomics_in("5.10.0-35-amd64"));
-        assert!(fetching_atomics_in("5.12.0"));
+        // arm64's JIT took them up later
+        assert_eq!(fetching_atomics_in("5.12.0"), cfg!(target_arch = "x86_64"));
+        assert!(fetching_atomics_in("5.18.0"));
         assert!(fetching_atomics_in("6.1.0-56-amd64"));
         assert!(!fetching_atomics_in("garbage"));
         assert_eq!(version_of(""), None);
