@@ -183,6 +183,10 @@ fn explain_program_error(attach: &Attach, what: &str, err: ProgramError, verbose
                 Some(libc::ENOENT) if matches!(attach, Attach::TpBtf(_)) => {
                     " (no such tracepoint: for sys_enter/sys_exit, CONFIG_FTRACE_SYSCALLS is off)"
                 }
+                // the program loads, but the trampoline cannot be patched in
+                Some(ENOTSUPP) if trampoline => {
+                    " (this kernel cannot attach BPF trampolines to its functions: arm64 can from 6.4)"
+                }
                 _ => "",
             };
             format!("attaching to {what} failed: {} returned {}{hint}", err.call, err.io_error)
