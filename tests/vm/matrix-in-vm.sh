@@ -1,8 +1,9 @@
 # shellcheck shell=sh
 # Runs inside a VM (busybox sh, see run-in-vm): every capture scenario with
-# each hook family forced (socket: or its clean refusal before 6.3), then
-# with --hook auto, which must pick fentry (every kernel booted here has BPF
-# trampolines), or where the kernel preempts it socket or kprobe. Then the kprobe
+# each hook family forced (socket: or its clean refusal before 6.3; fentry:
+# or its clean refusal on arm64 before 6.4), then with --hook auto, which
+# must pick fentry, or where the kernel lacks or preempts it socket or
+# kprobe. Then the kprobe
 # hook with tracefs read-only (ro-tracefs). Prints the runner's
 # `RESULT <hook> <scenario> PASS|FAIL` lines for the host to collect.
 rc=0
@@ -11,6 +12,14 @@ rc=0
 case $(uname -r) in
 5.* | 6.[012].*) socket=hook ;;
 *) socket=run ;;
+esac
+# fentry needs ftrace to call BPF trampolines (direct calls): arm64 has
+# them from 6.4. Debian's arm64 6.1 builds trampolines but has no
+# DYNAMIC_FTRACE_WITH_DIRECT_CALLS: attaching fails (ENOTSUPP), and forcing
+# fentry must be refused cleanly.
+case $(uname -m),$(uname -r) in
+aarch64,5.* | aarch64,6.[0-3].*) fentry=hook ;;
+*) fentry=run ;;
 esac
 # From 7.0, or booted with preempt=full or lazy, the kernel preempts fentry
 # programs (from 7.0 tp_btf too, which the socket and tracepoint families
@@ -27,12 +36,16 @@ if [ $new = yes ] || [ $booted_preempting = yes ]; then
 	preempted=--preempted
 	auto=kprobe
 	[ $socket = run ] && auto=socket
+elif [ $fentry = hook ]; then
+	preempted=""
+	auto=kprobe
+	[ $socket = run ] && auto=socket
 else
 	preempted=""
 	auto=fentry
 fi
 # shellcheck disable=SC2086 # $preempted is one flag or none
-sockdump-scenarios run --hook fentry $preempted --sockdump /bin/sockdump || rc=1
+sockdump-scenarios "$fentry" --hook fentry $preempted --sockdump /bin/sockdump || rc=1
 # Before 7.0 the model changes only what fentry does: the other families
 # run in the same kernel's own column (run-matrix leaves them out here).
 if [ $new = no ] && [ $booted_preempting = yes ]; then
